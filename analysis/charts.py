@@ -1,0 +1,199 @@
+"""Altair charts of a run, and their rendering into HTML that opens offline.
+
+Altair's own HTML output loads vega/vega-lite/vega-embed from a CDN, which is useless on
+cluster nodes and air-gapped laptops. So charts are rendered to inline SVG with
+`vl_convert` (the `vl-convert-python` package, which bundles the vega JavaScript) where it
+is importable; otherwise the Vega-Lite spec is embedded as inert JSON beside a visible note,
+so the numbers are still in the file and a later re-render can pick them up.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from analysis.load import Run
+from analysis.summary import OK_STATUSES
+
+if TYPE_CHECKING:  # altair is imported lazily: `import analysis` should stay fast.
+    import altair as alt
+
+__all__ = ["can_render_svg", "chart_html", "seed_spread_chart", "val_curves_chart"]
+
+_WIDTH = 560
+# Variant label for epoch rows whose trial is not (yet) in trials.parquet.
+_ORPHAN = "(not in trials)"
+RENDER_PACKAGE = "vl-convert-python"
+
+
+def can_render_svg() -> bool:
+    """Whether charts can be inlined as SVG (needs the `vl_convert` module)."""
+    try:
+        import vl_convert  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _json_rows(df: pl.DataFrame) -> list[dict[str, Any]]:
+    """Rows for an inline Vega-Lite dataset; NaN and inf become null (JSON has neither)."""
+    floats = [name for name, dtype in df.schema.items() if dtype.is_float()]
+    cleaned = df.with_columns(
+        pl.when(pl.col(name).is_finite()).then(pl.col(name)).otherwise(None).alias(name)
+        for name in floats
+    )
+    return cleaned.to_dicts()
+
+
+def val_curves_chart(run: Run, order: Sequence[str]) -> alt.Chart | None:
+    """Validation accuracy per epoch, one line per trial, coloured by variant.
+
+    Every trial is drawn, diverged ones included: where a curve falls apart is the point.
+    Returns None when no epoch has a validation accuracy yet.
+    """
+    import altair as alt
+
+    labels = run.trials.select("trial_id", "variant", "seed", "status")
+    epochs = (
+        run.epochs.select("trial_id", "epoch", "val_acc")
+        .join(labels, on="trial_id", how="left")
+        .with_columns(pl.col("variant").fill_null(_ORPHAN))
+    )
+    rows = [r for r in _json_rows(epochs) if r["val_acc"] is not None and r["epoch"] is not None]
+    if not rows:
+        return None
+    orphans = [_ORPHAN] if any(r["variant"] == _ORPHAN for r in rows) else []
+    colour = alt.Color("variant:N", scale=alt.Scale(domain=[*order, *orphans]))
+    return (
+        alt.Chart(alt.Data(values=rows), title="Validation accuracy per epoch (one line per trial)")
+        .mark_line(point=True, strokeWidth=1.5)
+        .encode(
+            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("val_acc:Q", title="val acc", scale=alt.Scale(zero=False)),
+            color=colour,
+            detail="trial_id:N",
+            tooltip=["trial_id:N", "variant:N", "seed:O", "status:N", "epoch:Q", "val_acc:Q"],
+        )
+        .properties(width=_WIDTH, height=300)
+    )
+
+
+def seed_spread_chart(
+    run: Run, summary: pl.DataFrame, order: Sequence[str]
+) -> alt.LayerChart | None:
+    """Test accuracy per variant: one dot per seed, mean ± std, and the reported number.
+
+    Dots make seed noise visible next to the gap between variants; the reported number is a
+    red diamond so that "reproduced or not" reads at a glance. Only ok/early_stopped trials
+    are dotted, matching the means. Returns None when there is nothing to draw.
+    """
+    import altair as alt
+
+    seeds = _json_rows(
+        run.trials.filter(
+            pl.col("status").is_in(OK_STATUSES) & pl.col("test_acc").is_not_null()
+        ).select("trial_id", "variant", "seed", "status", "test_acc")
+    )
+    stats = _json_rows(
+        summary.filter(pl.col("test_acc_mean").is_not_null()).select(
+            "variant",
+            "test_acc_mean",
+            (pl.col("test_acc_mean") - pl.col("test_acc_std").fill_null(0.0)).alias("lo"),
+            (pl.col("test_acc_mean") + pl.col("test_acc_std").fill_null(0.0)).alias("hi"),
+        )
+    )
+    reported = (
+        _json_rows(
+            summary.filter(pl.col("reported_test_acc").is_not_null()).select(
+                "variant", "reported_test_acc"
+            )
+        )
+        if summary.schema.get("reported_test_acc") == pl.Float64
+        else []
+    )
+    if not seeds and not reported:
+        return None
+
+    y = alt.Y("variant:N", title=None, scale=alt.Scale(domain=list(order)))
+    x_title = "test acc"
+    colour = alt.Color("variant:N", scale=alt.Scale(domain=list(order)), legend=None)
+    layers: list[alt.Chart] = []
+    if seeds:
+        layers.append(
+            alt.Chart(alt.Data(values=seeds))
+            .mark_circle(size=70, opacity=0.75)
+            .encode(
+                x=alt.X("test_acc:Q", title=x_title, scale=alt.Scale(zero=False)),
+                y=y,
+                yOffset=alt.YOffset("seed:N"),  # deterministic jitter: one lane per seed
+                color=colour,
+                tooltip=["trial_id:N", "seed:O", "status:N", "test_acc:Q"],
+            )
+        )
+    if stats:
+        base = alt.Chart(alt.Data(values=stats)).encode(y=y)
+        layers.append(
+            base.mark_rule(color="black", strokeWidth=1.5).encode(
+                x=alt.X("lo:Q", title=x_title), x2="hi:Q"
+            )
+        )
+        layers.append(
+            base.mark_tick(color="black", thickness=2.5, size=22).encode(
+                x=alt.X("test_acc_mean:Q", title=x_title),
+                tooltip=["variant:N", "test_acc_mean:Q", "lo:Q", "hi:Q"],
+            )
+        )
+    if reported:
+        layers.append(
+            alt.Chart(alt.Data(values=reported))
+            .mark_point(shape="diamond", filled=True, color="#d62728", size=120)
+            .encode(
+                x=alt.X("reported_test_acc:Q", title=x_title),
+                y=y,
+                tooltip=["variant:N", "reported_test_acc:Q"],
+            )
+        )
+    return alt.layer(*layers, title="Test accuracy per variant").properties(
+        width=_WIDTH, height=alt.Step(34)
+    )
+
+
+def chart_html(chart: alt.TopLevelMixin) -> str:
+    """One chart as an HTML fragment with no external resources.
+
+    Inline SVG when `vl_convert` is importable; otherwise the Vega-Lite spec as an inert
+    `<script type="application/json">` block (never executed, never fetches) plus a note
+    naming the package that would render it. A rendering failure degrades the same way
+    instead of losing the whole report.
+    """
+    spec = chart.to_dict()
+    problem = f"Install {RENDER_PACKAGE} and write the report again to draw it."
+    if can_render_svg():
+        try:
+            import vl_convert
+
+            svg = vl_convert.vegalite_to_svg(json.dumps(spec))
+            return f'<figure class="chart">{_strip_xml_prolog(svg)}</figure>'
+        except Exception as exc:  # a chart must not cost the tables
+            problem = f"Rendering with vl_convert failed: {exc}"
+    # "</script>" or "<!--" inside a script element would derail the HTML parser; "\u003c"
+    # is the same JSON string with no "<" in it.
+    payload = json.dumps(spec).replace("<", "\\u003c")
+    return (
+        '<figure class="chart chart-spec">'
+        f'<p class="note">Chart not drawn, embedded as a Vega-Lite spec. {html.escape(problem)}</p>'
+        f'<script type="application/json" class="vega-lite-spec">{payload}</script>'
+        "</figure>"
+    )
+
+
+def _strip_xml_prolog(svg: str) -> str:
+    """Drop an `<?xml ...?>` line, which is not allowed inside an HTML document."""
+    svg = svg.lstrip()
+    if svg.startswith("<?xml"):
+        svg = svg.split("?>", 1)[1].lstrip()
+    return svg

@@ -1,0 +1,121 @@
+"""Read one run directory into memory.
+
+The sink writes a run as several files (see `analysis.schema`); every reader goes through
+`load_run` so that the quirks of the on-disk layout (dot-temp files, epoch files written by
+different versions, runs that never finished an epoch) are handled in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from analysis.schema import EPOCH_COLUMNS, EPOCHS_DIR, META_FILE, TRIALS_FILE
+
+__all__ = ["EPOCH_DTYPES", "TRIAL_DTYPES", "Run", "load_run"]
+
+# Column types of the contract, used to add columns an older writer did not produce and to
+# build correctly typed empty frames, so downstream code never checks for a column's presence.
+# tests/test_analysis.py checks that they list exactly the schema's columns, in order.
+TRIAL_DTYPES: dict[str, pl.DataType] = {
+    "trial_id": pl.String(),
+    "variant": pl.String(),
+    "seed": pl.Int64(),
+    "status": pl.String(),
+    "error": pl.String(),
+    "stopped_by": pl.String(),
+    "params": pl.Int64(),
+    "epochs_run": pl.Int64(),
+    "best_epoch": pl.Int64(),
+    "best_val_acc": pl.Float64(),
+    "best_val_loss": pl.Float64(),
+    "final_val_acc": pl.Float64(),
+    "test_acc": pl.Float64(),
+    "test_loss": pl.Float64(),
+    "train_time_s": pl.Float64(),
+}
+EPOCH_DTYPES: dict[str, pl.DataType] = {
+    "trial_id": pl.String(),
+    "epoch": pl.Int64(),
+    **{name: pl.Float64() for name in EPOCH_COLUMNS if name not in ("trial_id", "epoch")},
+}
+
+_LAYOUT = f"a run dir must contain {META_FILE}, {TRIALS_FILE} and {EPOCHS_DIR}/<trial>.parquet"
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: DataFrame equality is element-wise, not a bool
+class Run:
+    """One run as read from disk: its metadata, one row per trial and one row per epoch."""
+
+    meta: dict[str, Any]
+    trials: pl.DataFrame
+    epochs: pl.DataFrame
+
+
+def load_run(run_dir: Path) -> Run:
+    """Read `run_dir` (meta.json, trials.parquet, epochs/*.parquet) into a `Run`.
+
+    A missing meta.json reads as `{}` so that a run whose metadata was lost still reports;
+    a missing trials.parquet is an error because without it there is nothing to report.
+    Epoch files are concatenated diagonally, so a column absent from some files is null
+    there; every contract column is present (typed, possibly all null) in both frames.
+    Files whose name starts with "." are the sink's in-flight temp files and are skipped.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run dir not found: {run_dir} ({_LAYOUT})")
+    trials_path = run_dir / TRIALS_FILE
+    if not trials_path.is_file():
+        raise FileNotFoundError(f"{TRIALS_FILE} not found: {trials_path} ({_LAYOUT})")
+
+    trials = _with_contract_columns(pl.read_parquet(trials_path), TRIAL_DTYPES)
+    return Run(meta=_read_meta(run_dir / META_FILE), trials=trials, epochs=_read_epochs(run_dir))
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """Parse meta.json, naming the file when it is not a JSON object."""
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def _read_epochs(run_dir: Path) -> pl.DataFrame:
+    """Concatenate epochs/*.parquet, sorted by (trial_id, epoch) for stable plots and tests."""
+    epochs_dir = run_dir / EPOCHS_DIR
+    paths = (
+        sorted(p for p in epochs_dir.glob("*.parquet") if not p.name.startswith("."))
+        if epochs_dir.is_dir()
+        else []
+    )
+    frames = [pl.read_parquet(p) for p in paths]
+    frames = [f for f in frames if f.width > 0]
+    if not frames:
+        return pl.DataFrame(schema=EPOCH_DTYPES)
+    # "relaxed" also reconciles an int column in one file with a float one in another.
+    epochs = _with_contract_columns(pl.concat(frames, how="diagonal_relaxed"), EPOCH_DTYPES)
+    return epochs.sort("trial_id", "epoch", nulls_last=True)
+
+
+def _with_contract_columns(df: pl.DataFrame, dtypes: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Add missing contract columns as typed nulls and cast present ones to the contract type.
+
+    Contract columns come first in contract order; extra columns (e.g. "cfg.*") follow as
+    written. A column that cannot be cast (e.g. text in a numeric column) raises, because
+    that is a writer bug a report should not paper over.
+    """
+    columns = [
+        pl.col(name).cast(dtype) if name in df.columns else pl.lit(None, dtype=dtype).alias(name)
+        for name, dtype in dtypes.items()
+    ]
+    extra = [name for name in df.columns if name not in dtypes]
+    return df.select(*columns, *extra)

@@ -1,0 +1,231 @@
+"""A single self-contained HTML report for one run.
+
+One file that can be mailed, attached to an issue or opened on an air-gapped laptop: inline
+CSS, charts as inline SVG (or inert JSON specs, see `analysis.charts`), no script or style
+loaded from anywhere. Everything taken from the run (variant names, error messages, meta)
+is escaped, because trial errors carry arbitrary exception text.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from analysis.charts import (
+    RENDER_PACKAGE,
+    can_render_svg,
+    chart_html,
+    seed_spread_chart,
+    val_curves_chart,
+)
+from analysis.load import Run, load_run
+from analysis.schema import REPORT_FILE
+from analysis.summary import MISSING, display_table, summarize, variant_order
+
+__all__ = ["render_report", "write_report"]
+
+# Per-trial table: (column, header, format spec or None for text).
+_TRIAL_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
+    ("trial_id", "trial", None),
+    ("variant", "variant", None),
+    ("seed", "seed", "d"),
+    ("status", "status", None),
+    ("stopped_by", "stopped by", None),
+    ("error", "error", None),
+    ("best_val_acc", "best val acc", ".4f"),
+    ("test_acc", "test acc", ".4f"),
+    ("epochs_run", "epochs", "d"),
+    ("train_time_s", "train time s", ".1f"),
+)
+
+# meta.json facts shown at the top, in this order: (key, label).
+_FACTS: tuple[tuple[str, str], ...] = (
+    ("source", "source"),
+    ("preset", "preset"),
+    ("trainable", "trainable"),
+    ("baseline_variant", "baseline"),
+    ("metric", "metric"),
+    ("mode", "mode"),
+    ("git_revision", "git revision"),
+    ("started_at", "started"),
+    ("ended_at", "ended"),
+    ("hardware", "hardware"),
+    ("overrides", "overrides"),
+    ("smoke", "smoke run"),
+    ("versions", "versions"),
+    ("cli", "command line"),
+)
+
+_CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
+       padding: 0 1em; color: #222; }
+h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .5em 0; }
+th, td { padding: .25em .7em; border-bottom: 1px solid #ddd; vertical-align: top; }
+th { text-align: left; background: #f4f4f4; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.error { max-width: 28em; overflow-wrap: anywhere; font-family: monospace; font-size: .9em; }
+dl.facts { display: grid; grid-template-columns: max-content auto; gap: .15em 1em; }
+dl.facts dt { font-weight: 600; } dl.facts dd { margin: 0; overflow-wrap: anywhere; }
+.smoke { background: #fff3cd; border: 1px solid #e0c060; padding: .5em 1em; }
+.note { color: #555; font-style: italic; }
+tr.status-diverged td, tr.status-error td { background: #fdecea; }
+tr.status-running td { background: #eef4fb; }
+figure.chart { margin: 1em 0; }
+"""
+
+
+def write_report(run_dir: Path, out: Path | None = None) -> Path:
+    """Write the run's HTML report (default `run_dir/report.html`) and return its path.
+
+    Written to a dot-temp file in the same folder and renamed over the target, so a reader
+    (or a sync to object storage) never sees half a report, and readers of the run dir skip
+    the temp file by its leading dot.
+    """
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    target = Path(out) if out is not None else run_dir / REPORT_FILE
+    text = render_report(run, title_fallback=run_dir.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def render_report(run: Run, title_fallback: str = "run") -> str:
+    """The report for `run` as one HTML string (see the module docstring for why offline)."""
+    meta = run.meta
+    summary = summarize(run)
+    order = variant_order(run)
+    preset = meta.get("preset") or "run"
+    run_id = meta.get("run_id") or title_fallback
+    title = f"{preset} — {run_id}"
+
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_esc(title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head><body>",
+        f"<h1>{_esc(title)}</h1>",
+    ]
+    if meta.get("smoke"):
+        parts.append(
+            '<p class="smoke">Smoke run: tiny budget to check the pipeline; '
+            "these numbers are not results.</p>"
+        )
+    parts.append(_facts_html(meta))
+
+    parts.append("<h2>Summary</h2>")
+    parts.append(
+        '<p class="note">Means ± std (ddof=1) over seeds with status ok or early_stopped; '
+        "diverged and error trials are counted in the statuses only. "
+        "“rep.” columns are the numbers reported by the source; Δ base is our mean test "
+        "accuracy minus the baseline's.</p>"
+    )
+    headers, rows = display_table(summary)
+    if rows:
+        parts.append(_table_html(headers, rows, text_columns={0, len(headers) - 1}))
+    else:
+        parts.append('<p class="note">No trials in this run yet.</p>')
+
+    parts.append("<h2>Charts</h2>")
+    if not can_render_svg():
+        parts.append(
+            f'<p class="note">{_esc(RENDER_PACKAGE)} is not installed, so the charts below are '
+            "embedded as Vega-Lite specs and not drawn.</p>"
+        )
+    curves = val_curves_chart(run, order)
+    parts.append(
+        chart_html(curves)
+        if curves is not None
+        else '<p class="note">No finished epochs yet: no validation curves.</p>'
+    )
+    spread = seed_spread_chart(run, summary, order)
+    if spread is not None:
+        parts.append(chart_html(spread))
+        parts.append(
+            '<p class="note">Dots: one per seed (ok or early_stopped). Black tick and bar: '
+            "mean ± std. Red diamond: the reported number.</p>"
+        )
+    else:
+        parts.append('<p class="note">No test accuracy yet and none reported.</p>')
+
+    parts.append("<h2>Trials</h2>")
+    parts.append(_trials_html(run.trials, order))
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fact_text(value: Any) -> str:
+    """A meta value as one line of plain text: lists comma-joined, dicts as key=value."""
+    if value is None or value == "" or value == [] or value == {}:
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_fact_text(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def _facts_html(meta: dict[str, Any]) -> str:
+    items = [
+        f"<dt>{_esc(label)}</dt><dd>{_esc(_fact_text(meta.get(key)))}</dd>" for key, label in _FACTS
+    ]
+    return '<dl class="facts">' + "".join(items) + "</dl>"
+
+
+def _table_html(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], text_columns: set[int]
+) -> str:
+    """A table of already formatted cells; columns not in `text_columns` are right-aligned."""
+    css = ["" if i in text_columns else ' class="num"' for i in range(len(headers))]
+    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td{css[i]}>{_esc(cell)}</td>" for i, cell in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _trials_html(trials: pl.DataFrame, order: Sequence[str]) -> str:
+    """Every trial, grouped by variant in report order, then by seed."""
+    if trials.is_empty():
+        return '<p class="note">No trials in this run yet.</p>'
+    rank = {variant: i for i, variant in enumerate(order)}
+    ordered = trials.with_columns(
+        pl.col("variant")
+        .replace_strict(rank, default=len(rank), return_dtype=pl.Int64)
+        .alias("_rank")
+    ).sort("_rank", "seed", "trial_id", nulls_last=True)
+
+    head = "".join(f"<th>{_esc(header)}</th>" for _, header, _ in _TRIAL_COLUMNS)
+    rows = []
+    for trial in ordered.iter_rows(named=True):
+        cells = []
+        for column, _, fmt in _TRIAL_COLUMNS:
+            value = trial[column]
+            if fmt is None:
+                css = ' class="error"' if column == "error" else ""
+                cells.append(f"<td{css}>{_esc(MISSING if value is None else value)}</td>")
+            else:
+                text = MISSING if value is None else format(value, fmt)
+                cells.append(f'<td class="num">{_esc(text)}</td>')
+        status = "".join(c if c.isalnum() or c in "-_" else "-" for c in str(trial["status"]))
+        rows.append(f'<tr class="status-{status}">{"".join(cells)}</tr>')
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"

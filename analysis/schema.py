@@ -1,0 +1,68 @@
+"""The on-disk result contract shared by the writer (orchestrator.sink) and every reader.
+
+Kept in one place so the sink and the report cannot drift apart: a column renamed here is
+renamed for both sides at once.
+
+    <storage>/<experiment>/<run_id>/
+      meta.json               see META_KEYS
+      trials.parquet          one row per trial: TRIAL_COLUMNS + "cfg.<dotted.key>" columns
+      epochs/<trial>.parquet  one row per (trial, epoch): EPOCH_COLUMNS
+      artifacts/<trial>/      per-trial files (attention maps, checkpoint pointer)
+      report.html
+"""
+
+from __future__ import annotations
+
+TRIALS_FILE = "trials.parquet"
+EPOCHS_DIR = "epochs"
+META_FILE = "meta.json"
+ARTIFACTS_DIR = "artifacts"
+REPORT_FILE = "report.html"
+
+# Prefix of the flattened trial config columns in trials.parquet (e.g. "cfg.model.attention").
+CONFIG_PREFIX = "cfg."
+
+# Trial outcomes. "running" only appears while a sweep is in flight or was interrupted.
+STATUSES = ("ok", "early_stopped", "diverged", "error", "running")
+
+# trials.parquet: one row per trial. Types in comments; metrics are null where never reached.
+TRIAL_COLUMNS = (
+    "trial_id",        # str, Ray's trial id, unique within the run
+    "variant",         # str, the ablation label (e.g. "se"); seeds of one variant share it
+    "seed",            # int
+    "status",          # str, one of STATUSES
+    "error",           # str | null, one line: exception text, or where a loss went non-finite
+    "stopped_by",      # str | null: "scheduler" | "patience" | "divergence" | "error" | null
+    "params",          # int, trainable parameter count
+    "epochs_run",      # int
+    "best_epoch",      # int | null, epoch of the best val metric (1-based)
+    "best_val_acc",    # float | null
+    "best_val_loss",   # float | null
+    "final_val_acc",   # float | null, at the last epoch run
+    "test_acc",        # float | null, best checkpoint on the test split, where one exists
+    "test_loss",       # float | null
+    "train_time_s",    # float, sum of epoch times (excludes data loading and evaluation of test)
+)
+
+# epochs/<trial>.parquet: one row per epoch; (trial_id, epoch) is the key.
+EPOCH_COLUMNS = (
+    "trial_id",        # str
+    "epoch",           # int, 1-based
+    "train_loss",      # float
+    "train_acc",       # float
+    "val_loss",        # float
+    "val_acc",         # float
+    "lr",              # float, learning rate used during this epoch
+    "epoch_time_s",    # float, training time of this epoch (excludes validation)
+    "samples_per_s",   # float, training throughput
+    "gpu_mem_mb",      # float, peak accelerator memory this epoch (0.0 on CPU)
+)
+
+# meta.json keys.
+META_KEYS = (
+    "run_id", "preset", "source", "trainable", "metric", "mode", "baseline_variant",
+    "reported",        # {variant: {"test_acc": float, "train_time_s": float, ...}}
+    "overrides",       # ["key.path=value", ...] as given on the command line
+    "cli",             # the full argv
+    "git_revision", "versions", "hardware", "started_at", "ended_at", "smoke",
+)

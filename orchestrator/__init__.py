@@ -1,0 +1,1 @@
+"""The attention-ablation orchestrator: presets -> Ray Tune sweeps -> Parquet -> report."""

@@ -1,0 +1,58 @@
+"""Pieces shared by subcommands: loading a preset as a user error, not a traceback."""
+
+from __future__ import annotations
+
+from orchestrator.errors import UserError
+
+
+def load_preset(name: str):
+    from search_spaces.registry import UnknownPresetError, load_experiment
+
+    try:
+        return load_experiment(name)
+    except UnknownPresetError as err:
+        raise UserError(str(err)) from None
+
+
+def verbosity(args) -> int:
+    return 0 if getattr(args, "quiet", False) else 1 + min(getattr(args, "verbose", 0), 1)
+
+
+def add_sweep_arguments(parser) -> None:
+    """Options that change what a sweep contains; `show` takes them too, to preview a run."""
+    group = parser.add_argument_group("sweep")
+    group.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. train.lr=0.01 or model.attention=[none,se] "
+                            "(a list makes a grid axis); repeatable")
+    group.add_argument("--seeds", type=int, help="seeds per variant (default: the preset's)")
+    group.add_argument("--scheduler", choices=("asha-per-variant", "asha", "fifo"),
+                       help="trial scheduler (default: the preset's)")
+    group.add_argument("--search", choices=("grid", "optuna"), help="search algorithm")
+    group.add_argument("--samples", type=int,
+                       help="random hyperparameter draws per grid point (optuna: per grid point, in total)")
+    group.add_argument("--data-root", help="directory holding the datasets (default: bundled data)")
+    group.add_argument("--smoke", action="store_true",
+                       help="two epochs of a few batches: checks the plumbing in about a minute on CPU")
+    resources = parser.add_argument_group("resources")
+    resources.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
+    resources.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the preset's)")
+    resources.add_argument("--gpus-per-trial", type=float,
+                           help="GPUs per trial; fractions pack several trials on one GPU (e.g. 0.25)")
+
+
+def sweep_options(args):
+    from orchestrator.plan import SweepOptions
+
+    for flag, value in (("--seeds", args.seeds), ("--samples", args.samples),
+                        ("--max-concurrent", args.max_concurrent)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} {value}: must be at least 1")
+    for flag, value in (("--cpus-per-trial", args.cpus_per_trial), ("--gpus-per-trial", args.gpus_per_trial)):
+        if value is not None and value < 0:
+            raise UserError(f"{flag} {value}: must not be negative")
+    return SweepOptions(
+        overrides=tuple(args.overrides), seeds=args.seeds, scheduler=args.scheduler,
+        search=args.search, samples=args.samples, max_concurrent=args.max_concurrent,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        data_root=args.data_root, smoke=args.smoke,
+    )

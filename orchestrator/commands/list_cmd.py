@@ -1,0 +1,30 @@
+"""`list`: the presets, their modality and source, and whether their data is here."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("list", help="list presets and whether their data is available",
+                                 description="List presets with modality, source, and data availability.")
+    parser.add_argument("--data-root", help="where datasets live (default: bundled data only)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from search_spaces.registry import load_experiment, preset_names
+    from trainables.data.registry import dataset_spec
+
+    rows = []
+    for name in preset_names():
+        exp = load_experiment(name)
+        data = exp.param_space.get("data", {})
+        ok, detail = dataset_spec(data["name"]).available(args.data_root or data.get("root"))
+        rows.append((name, exp.modality, "yes" if ok else "no", detail, exp.source))
+    width = max(len(r[0]) for r in rows)
+    print(f"{'preset':<{width}}  modality     data  source")
+    for name, modality, ok, detail, source in rows:
+        print(f"{name:<{width}}  {modality:<11}  {ok:<4}  {source}")
+        print(f"{'':<{width}}  {'':<11}        data: {detail}")
+    return 0

@@ -1,0 +1,81 @@
+"""`run NAME`: run a preset's sweep (or resume one), then print the summary and write the report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from orchestrator.commands.common import add_sweep_arguments, load_preset, sweep_options, verbosity
+from orchestrator.errors import UserError
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser(
+        "run", help="run a preset's sweep",
+        description="Run a preset's sweep on this machine or a Ray cluster; results go to "
+                    "<storage>/<preset>/<run_id>/ as Parquet, with report.html.")
+    parser.add_argument("preset", help="preset name (see `list`) or path to a preset .py file")
+    add_sweep_arguments(parser)
+    where = parser.add_argument_group("where")
+    where.add_argument("--address", help="join a running Ray cluster: auto or HOST:PORT "
+                                         "(default: start a local Ray)")
+    where.add_argument("--storage", default="runs",
+                       help="results root: a local directory, or s3://... / gs://... for clusters "
+                            "(default: ./runs)")
+    where.add_argument("--name", help="run id (default: a timestamp); with --resume, the run to resume")
+    where.add_argument("--resume", action="store_true",
+                       help="finish an interrupted run: unfinished and errored trials continue from "
+                            "their last checkpoint (default run: the latest of this preset)")
+    out = parser.add_argument_group("output")
+    out.add_argument("-v", "--verbose", action="count", default=0, help="every epoch, and Ray's own logs")
+    out.add_argument("-q", "--quiet", action="store_true", help="only the final table")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from orchestrator.plan import make_plan
+    from orchestrator.runner import RunTarget, execute, latest_run, new_run_id, normalise_storage
+
+    exp = load_preset(args.preset)
+    storage = normalise_storage(args.storage)
+    if args.resume:
+        run_id = args.name or latest_run(storage, exp.name)
+        if run_id is None:
+            raise UserError(f"--resume: no runs of {exp.name} under {storage}; "
+                            "start one with `run` first, or check --storage")
+    else:
+        run_id = args.name or new_run_id()
+    options = sweep_options(args)
+    plan = make_plan(exp, options)
+    target = RunTarget(storage=storage, preset=exp.name, run_id=run_id)
+    if not args.resume and _exists(target):
+        raise UserError(f"run {target.location} already exists; pass --resume to finish it, "
+                        "or another --name")
+    level = verbosity(args)
+    code = execute(plan, target, resume=args.resume, address=args.address, verbosity=level,
+                   argv=sys.argv, options=options)
+    if code == 130:
+        return code
+    _summarise(target.location, quiet=level == 0)
+    return code
+
+
+def _exists(target) -> bool:
+    from orchestrator.storage import RunFiles
+
+    return RunFiles(target.location).exists("meta.json")
+
+
+def _summarise(location: str, *, quiet: bool) -> None:
+    from analysis.load import load_run
+    from analysis.report import write_report
+    from analysis.summary import format_table, summarize
+
+    if "://" in location:
+        print(f"results: {location} (report: download the run and use `report`)")
+        return
+    run_dir = Path(location)
+    print(format_table(summarize(load_run(run_dir))))
+    report = write_report(run_dir)
+    print(f"results: {run_dir}\nreport:  {report}")

@@ -1,0 +1,209 @@
+"""Run or resume a sweep: a Plan becomes a ray.tune.Tuner writing into one run directory.
+
+Run directory: ``<storage>/<preset>/<run_id>/``. Ray keeps its experiment state and trial
+checkpoints there, and our sink writes meta.json, trials.parquet and epochs/ beside them,
+so a run is one folder to copy, report on or resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator import meta as run_meta
+from orchestrator.errors import UserError
+from orchestrator.plan import Plan
+from orchestrator.storage import RunFiles, check_writable, is_uri, resolve
+
+EXIT_OK, EXIT_TRIAL_ERRORS, EXIT_INTERRUPTED = 0, 1, 130
+
+
+@dataclass(frozen=True)
+class RunTarget:
+    storage: str
+    preset: str
+    run_id: str
+
+    @property
+    def experiment_dir(self) -> str:
+        return f"{self.storage.rstrip('/')}/{self.preset}"
+
+    @property
+    def location(self) -> str:
+        return f"{self.experiment_dir}/{self.run_id}"
+
+
+def new_run_id() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def normalise_storage(storage: str) -> str:
+    if is_uri(storage):
+        return storage.rstrip("/")
+    return resolve(storage)[1]
+
+
+def latest_run(storage: str, preset: str) -> str | None:
+    files = RunFiles(f"{storage}/{preset}")
+    runs = sorted(name for name in files.list_dir() if not name.startswith("."))
+    return runs[-1] if runs else None
+
+
+def quiet_ray(verbosity: int) -> None:
+    """Keep Ray's log noise out of a person's terminal unless -v asked for it."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "3600")
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
+    if verbosity < 2:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        warnings.filterwarnings("ignore")
+        for name in ("ray", "ray.tune", "ray.train", "ray.air"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def init_ray(address: str | None, verbosity: int) -> None:
+    import ray
+
+    quiet_ray(verbosity)
+    if ray.is_initialized():
+        return
+    ray.init(address=address, include_dashboard=False, log_to_driver=verbosity >= 2,
+             logging_level=logging.INFO if verbosity >= 2 else logging.ERROR,
+             configure_logging=True)
+    if verbosity < 2:
+        for name in ("ray", "ray.tune", "ray.train", "ray.air"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _trainable(kind: str, cpus: float, gpus: float):
+    from ray import tune
+
+    from trainables.tune_adapter import tune_trainable
+
+    return tune.with_resources(tune.with_parameters(tune_trainable, kind=kind, cpus=cpus),
+                               {"cpu": cpus, "gpu": gpus})
+
+
+def build_tuner(plan: Plan, target: RunTarget, verbosity: int):
+    from ray import tune
+
+    from orchestrator.progress import ProgressView
+    from orchestrator.schedulers import build_scheduler, build_search
+    from orchestrator.sink import ParquetSink
+    from orchestrator.space import VariantLabeler
+
+    exp = plan.experiment
+    labeler = VariantLabeler(plan.variant_keys)
+    scheduler = build_scheduler(plan.scheduler, variant_keys=plan.variant_keys, max_t=plan.max_t,
+                                grace_period=exp.grace_period, reduction_factor=exp.reduction_factor)
+    search = build_search(plan.search, metric=exp.metric, mode=exp.mode,
+                          max_concurrent=plan.max_concurrent)
+    return tune.Tuner(
+        _trainable(exp.trainable, plan.cpus, plan.gpus),
+        param_space=plan.space,
+        tune_config=tune.TuneConfig(
+            metric=exp.metric, mode=exp.mode, scheduler=scheduler, search_alg=search,
+            num_samples=plan.num_samples, max_concurrent_trials=plan.max_concurrent,
+            reuse_actors=False,
+        ),
+        run_config=tune.RunConfig(
+            name=target.run_id,
+            storage_path=target.experiment_dir,
+            callbacks=[ParquetSink(target.location, labeler),
+                       ProgressView(plan.n_trials, labeler, verbosity)],
+            failure_config=tune.FailureConfig(max_failures=0),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            verbose=0,
+        ),
+    )
+
+
+def write_meta(target: RunTarget, plan: Plan, argv: list[str], options: Any, **extra: Any) -> None:
+    exp = plan.experiment
+    files = RunFiles(target.location)
+    record = {
+        "run_id": target.run_id, "preset": exp.name, "source": exp.source,
+        "trainable": exp.trainable, "metric": exp.metric, "mode": exp.mode,
+        "baseline_variant": exp.baseline_variant,
+        "reported": {k: dict(v) for k, v in exp.reported.items()},
+        "reported_note": exp.reported_note,
+        "variant_keys": list(plan.variant_keys), "n_trials": plan.n_trials,
+        "scheduler": plan.scheduler, "search": plan.search,
+        "resources": {"cpu": plan.cpus, "gpu": plan.gpus},
+        "overrides": list(options.overrides), "options": dataclasses.asdict(options),
+        "cli": argv, "git_revision": run_meta.git_revision(), "versions": run_meta.versions(),
+        "hardware": run_meta.hardware(), "started_at": run_meta.now(), "ended_at": None,
+        "smoke": options.smoke, "state": "running",
+    }
+    if files.exists("meta.json"):
+        previous = files.read_json("meta.json")
+        record["started_at"] = previous.get("started_at", record["started_at"])
+        record["resumed_at"] = [*previous.get("resumed_at", []), run_meta.now()]
+    record.update(extra)
+    files.write_json(record, "meta.json")
+
+
+def finish_meta(target: RunTarget, state: str) -> None:
+    files = RunFiles(target.location)
+    record = files.read_json("meta.json")
+    record.update(ended_at=run_meta.now(), state=state)
+    files.write_json(record, "meta.json")
+
+
+def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
+            verbosity: int, argv: list[str], options: Any) -> int:
+    """Run (or resume) the sweep; return the CLI's exit code."""
+    from ray import tune
+
+    check_writable(target.experiment_dir)
+    if resume and not tune.Tuner.can_restore(target.location):
+        raise UserError(f"no resumable run at {target.location}; "
+                        "check --storage and --name (see the run directories under it)")
+    init_ray(address, verbosity)
+    write_meta(target, plan, argv, options)
+    if verbosity > 0:
+        verb = "resuming" if resume else "running"
+        print(f"{verb} {plan.experiment.name}: {plan.n_trials} trials "
+              f"({plan.scheduler}, {plan.search}) -> {target.location}", flush=True)
+        for note in plan.notes:
+            print(f"note: {note}", flush=True)
+    if resume:
+        tuner = tune.Tuner.restore(
+            target.location,
+            trainable=_trainable(plan.experiment.trainable, plan.cpus, plan.gpus),
+            resume_unfinished=True, resume_errored=True,
+        )
+    else:
+        tuner = build_tuner(plan, target, verbosity)
+    try:
+        grid = tuner.fit()
+    except KeyboardInterrupt:
+        grid = None
+    interrupted = grid is None or _was_interrupted(target)
+    errors = 0 if grid is None else sum(1 for r in grid if r.error is not None)
+    finish_meta(target, "interrupted" if interrupted else "finished")
+    if interrupted:
+        print(f"interrupted: state saved in {target.location}; resume with: python -m orchestrator "
+              f"run {plan.experiment.name} --storage {target.storage} --name {target.run_id} --resume",
+              file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    return EXIT_TRIAL_ERRORS if errors else EXIT_OK
+
+
+def _was_interrupted(target: RunTarget) -> bool:
+    """True if any trial is still unfinished (Tune returns normally after SIGINT)."""
+    from analysis.schema import TRIALS_FILE
+
+    files = RunFiles(target.location)
+    if not files.exists(TRIALS_FILE):
+        return True
+    statuses = files.read_parquet(TRIALS_FILE)["status"].to_list()
+    return "running" in statuses

@@ -1,0 +1,201 @@
+"""Operations on a preset's param space: overrides, seeds, smoke settings, labels, counts.
+
+The space is a nested dict whose leaves are plain values or Ray Tune domains. Overrides are
+validated by building one concrete trial config per grid value and parsing it with the
+very parser a trial uses, so the driver rejects a bad ``--set`` before any trial starts.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import itertools
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from ray import tune
+from ray.tune.search.sample import Domain
+
+from orchestrator.errors import UserError
+from search_spaces.experiment import Experiment
+from trainables.config import ConfigError, TrainConfig
+from trainables.data.registry import parse_data_config
+from trainables.image import build_model, parse_trial
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value: numbers, booleans, none, quoted strings, ``[a, b]`` lists."""
+    stripped = text.strip()
+    if stripped.startswith("[") and stripped.endswith("]"):
+        inner = stripped[1:-1].strip()
+        return [parse_value(part) for part in inner.split(",")] if inner else []
+    lowered = stripped.lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return ast.literal_eval(stripped)
+    except (ValueError, SyntaxError):
+        return stripped
+
+
+def is_grid(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"grid_search"}
+
+
+def get_path(space: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = space
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def set_path(space: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = space
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"--set {dotted}: {part} is not a section")
+    node[leaf] = value
+
+
+def has_path(space: Mapping[str, Any], dotted: str) -> bool:
+    try:
+        get_path(space, dotted)
+    except (KeyError, TypeError):
+        return False
+    return True
+
+
+def grid_axes(space: Mapping[str, Any], prefix: str = "") -> dict[str, list[Any]]:
+    """Every ``grid_search`` leaf by dotted key, in the space's order."""
+    axes: dict[str, list[Any]] = {}
+    for key, value in space.items():
+        dotted = f"{prefix}{key}"
+        if is_grid(value):
+            axes[dotted] = list(value["grid_search"])
+        elif isinstance(value, dict):
+            axes.update(grid_axes(value, dotted + "."))
+    return axes
+
+
+def concrete_configs(space: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
+    """One config per grid point, random domains replaced by a sample: for validation."""
+    axes = grid_axes(space)
+    for values in itertools.product(*axes.values()):
+        config = _resolve_domains(copy.deepcopy(dict(space)))
+        for key, value in zip(axes, values, strict=True):
+            set_path(config, key, value)
+        yield config
+
+
+def _resolve_domains(node: Any) -> Any:
+    if isinstance(node, Domain):
+        return node.sample()
+    if isinstance(node, dict) and not is_grid(node):
+        return {k: _resolve_domains(v) for k, v in node.items()}
+    return node
+
+
+def known_key(space: Mapping[str, Any], dotted: str) -> bool:
+    """A key the preset sets, or one the typed trial config would accept."""
+    if has_path(space, dotted):
+        return True
+    section, _, rest = dotted.partition(".")
+    if section == "train":
+        return rest in TrainConfig.__dataclass_fields__
+    return False  # data.* and model.* keys are checked by parsing, see validate_space
+
+
+def apply_overrides(experiment: Experiment, space: dict[str, Any],
+                    overrides: list[str]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Apply ``key.path=value`` overrides; a list becomes a grid axis (and a variant key)."""
+    variant_keys = list(experiment.variant_keys)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--set {item!r} is not key.path=value (e.g. --set train.lr=0.01)")
+        if key == "seed":
+            raise UserError("--set seed=... is not allowed; use --seeds N")
+        section = key.split(".")[0]
+        if section not in ("data", "model", "train") and not has_path(space, key):
+            raise UserError(f"unknown override key {key!r}; keys start with data., model. or train. "
+                            f"(see `python -m orchestrator show {experiment.name}`)")
+        value = parse_value(text)
+        current = get_path(space, key) if has_path(space, key) else None
+        keeps_list = isinstance(current, list | tuple) or key == "train.milestones"
+        if isinstance(value, list) and not keeps_list:
+            if not value:
+                raise UserError(f"--set {key}=[] gives an empty grid")
+            value = tune.grid_search(value)
+            if key not in variant_keys:
+                variant_keys.append(key)
+        set_path(space, key, value)
+    return space, tuple(variant_keys)
+
+
+def validate_space(space: Mapping[str, Any], overrides: list[str]) -> None:
+    """Parse every grid point like a trial would; name the offending key on failure."""
+    for config in concrete_configs(space):
+        try:
+            parse_trial(config)
+            data = parse_data_config(config.get("data", {}))
+            # Build on the meta device: checks every model argument, allocates nothing.
+            with torch.device("meta"):
+                build_model(config.get("model", {}))
+        except ConfigError as err:
+            hint = f" (from --set {' --set '.join(overrides)})" if overrides else ""
+            raise UserError(f"{err}{hint}") from None
+        del data
+
+
+def variant_label(config: Mapping[str, Any], variant_keys: tuple[str, ...]) -> str:
+    """The ablation label of a trial: its values on the variant axes."""
+    if not variant_keys:
+        return "default"
+    values = [get_path(config, key) if has_path(config, key) else None for key in variant_keys]
+    if len(values) == 1:
+        return _fmt(values[0])
+    return ",".join(f"{key.split('.')[-1]}={_fmt(v)}" for key, v in zip(variant_keys, values, strict=True))
+
+
+def _fmt(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def count_trials(space: Mapping[str, Any], num_samples: int) -> int:
+    total = num_samples
+    for values in grid_axes(space).values():
+        total *= len(values)
+    return total
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists become JSON text (one Parquet type)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, dotted + "."))
+        elif isinstance(value, list | tuple):
+            flat[dotted] = json.dumps(list(value))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+class VariantLabeler:
+    """Picklable ``config -> label`` (Tune pickles schedulers and callbacks with the run)."""
+
+    def __init__(self, variant_keys: tuple[str, ...], with_seed: bool = False) -> None:
+        self.variant_keys = tuple(variant_keys)
+        self.with_seed = with_seed
+
+    def __call__(self, config: Mapping[str, Any]) -> str:
+        label = variant_label(config, self.variant_keys)
+        return f"{label}|seed={config.get('seed')}" if self.with_seed else label

@@ -1,0 +1,92 @@
+"""Writing run files to a local directory or a cloud URI, atomically where the store allows.
+
+Every file goes to a dot-temp name first and is then renamed, so a reader (the report, a
+user's notebook, a resumed run) never sees a half-written Parquet file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from orchestrator.errors import UserError
+
+
+def is_uri(location: str) -> bool:
+    return "://" in location
+
+
+def resolve(location: str) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the path within it, for ``/local/dir`` or ``s3://b/p``."""
+    if not is_uri(location):
+        return pafs.LocalFileSystem(), str(Path(location).expanduser().resolve())
+    try:
+        return pafs.FileSystem.from_uri(location)
+    except Exception as err:  # pyarrow raises several types for bad or unsupported URIs
+        raise UserError(f"cannot open storage {location!r}: {err}") from None
+
+
+def check_writable(location: str) -> None:
+    """Fail before any trial starts if results could not be written."""
+    fs, path = resolve(location)
+    probe = f"{path}/.write-probe-{os.getpid()}"
+    try:
+        fs.create_dir(path, recursive=True)
+        with fs.open_output_stream(probe) as stream:
+            stream.write(b"ok")
+        fs.delete_file(probe)
+    except Exception as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"storage {location!r} is not writable ({reason}); "
+                        "pass --storage with a writable directory or bucket") from None
+
+
+class RunFiles:
+    """The files of one run directory, on whichever filesystem holds it."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self.fs, self.root = resolve(location)
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def exists(self, *parts: str) -> bool:
+        return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+
+    def _atomic(self, parts: tuple[str, ...], write) -> None:
+        final = self.path(*parts)
+        parent, name = final.rsplit("/", 1)
+        self.fs.create_dir(parent, recursive=True)
+        temp = f"{parent}/.{name}.tmp"
+        write(temp)
+        self.fs.move(temp, final)
+
+    def write_parquet(self, frame: pl.DataFrame, *parts: str) -> None:
+        self._atomic(parts, lambda p: pq.write_table(frame.to_arrow(), p, filesystem=self.fs))
+
+    def read_parquet(self, *parts: str) -> pl.DataFrame:
+        return pl.from_arrow(pq.read_table(self.path(*parts), filesystem=self.fs))
+
+    def write_json(self, data: dict[str, Any], *parts: str) -> None:
+        payload = json.dumps(data, indent=2, default=str).encode()
+
+        def write(p: str) -> None:
+            with self.fs.open_output_stream(p) as stream:
+                stream.write(payload)
+
+        self._atomic(parts, write)
+
+    def read_json(self, *parts: str) -> dict[str, Any]:
+        with self.fs.open_input_stream(self.path(*parts)) as stream:
+            return json.loads(stream.read())
+
+    def list_dir(self, *parts: str) -> list[str]:
+        selector = pafs.FileSelector(self.path(*parts), allow_not_found=True)
+        return [info.base_name for info in self.fs.get_file_info(selector)]

@@ -1,0 +1,50 @@
+"""A study as a frozen, typed object: what to sweep, how to schedule it, what the source said."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Scheduler = Literal["fifo", "asha", "asha-per-variant"]
+Search = Literal["grid", "optuna"]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per-trial resources. Fractional ``gpu`` packs several trials onto one GPU."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One named study (a preset).
+
+    ``param_space`` is the nested trial config with Ray Tune domains: ``tune.grid_search``
+    on the ablation axes (named in ``variant_keys``) and random domains on hyperparameters.
+    Every grid point gets ``num_samples`` random hyperparameter draws and ``seeds`` seeds,
+    so each variant has the same tuning budget.
+    """
+
+    name: str
+    source: str                                  # seed document and what part of it
+    trainable: Literal["image", "audio", "video"]
+    modality: str                                # "image" | "spectrogram" | "video"
+    param_space: Mapping[str, Any]
+    variant_keys: tuple[str, ...]                # dotted keys whose values name a variant
+    reported: Mapping[str, Mapping[str, float]]  # variant -> {"test_acc": ..., ...}
+    baseline_variant: str
+    description: str = ""
+    metric: str = "val_acc"
+    mode: Literal["max", "min"] = "max"
+    scheduler: Scheduler = "asha-per-variant"
+    search: Search = "grid"
+    num_samples: int = 1
+    seeds: int = 3
+    resources: Resources = field(default_factory=Resources)
+    grace_period: int = 1                        # epochs before ASHA may stop a trial
+    reduction_factor: float = 3
+    smoke: Mapping[str, Any] = field(default_factory=lambda: {"train.epochs": 2, "train.max_batches": 4})
+    reported_note: str = ""                      # how the source measured its numbers

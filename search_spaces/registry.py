@@ -1,0 +1,49 @@
+"""Presets by name, and loading a user's own preset file."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+from pathlib import Path
+
+from search_spaces.experiment import Experiment
+
+# name -> module defining EXPERIMENT. Modules are imported lazily: `list` stays fast.
+PRESETS: dict[str, str] = {
+    "mnist_attention": "search_spaces.mnist_attention",
+}
+
+
+class UnknownPresetError(LookupError):
+    """The name is neither a preset nor a preset file; the message suggests the closest."""
+
+
+def preset_names() -> list[str]:
+    return sorted(PRESETS)
+
+
+def load_experiment(name_or_path: str) -> Experiment:
+    """A registered preset by name, or a Python file that defines ``EXPERIMENT``."""
+    if name_or_path in PRESETS:
+        return _experiment_of(importlib.import_module(PRESETS[name_or_path]), name_or_path)
+    path = Path(name_or_path)
+    if path.suffix == ".py":
+        if not path.is_file():
+            raise UnknownPresetError(f"preset file {path} does not exist")
+        spec = importlib.util.spec_from_file_location(f"user_preset_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return _experiment_of(module, str(path))
+    close = difflib.get_close_matches(name_or_path, PRESETS, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise UnknownPresetError(
+        f"unknown preset {name_or_path!r}; {hint}run `python -m orchestrator list` to see them all"
+    )
+
+
+def _experiment_of(module, where: str) -> Experiment:
+    experiment = getattr(module, "EXPERIMENT", None)
+    if not isinstance(experiment, Experiment):
+        raise UnknownPresetError(f"{where} does not define EXPERIMENT = Experiment(...)")
+    return experiment

@@ -1,0 +1,1 @@
+"""Models, attention blocks and datasets that the orchestrator's trials train."""

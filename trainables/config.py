@@ -1,0 +1,130 @@
+"""Typed views of a trial's config dict: unknown keys and wrong types fail loudly.
+
+A trial's config arrives from Ray as a nested dict. Parsing it into frozen dataclasses at
+the top of the trial means a typo in a preset or a ``--set`` is an error naming the key,
+not a silently ignored setting that makes an ablation compare the wrong things.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+Optimizer = Literal["sgd", "adam", "adamw"]
+Schedule = Literal["none", "step", "multistep", "cosine"]
+Precision = Literal["fp32", "bf16", "fp16", "fp16_pure"]
+Monitor = Literal["val_acc", "val_loss"]
+
+
+class ConfigError(ValueError):
+    """A config key is unknown or its value has the wrong type; the message names the key."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything the loop needs to train one model; no data or model specifics."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    eval_batch_size: int = 1000
+    optimizer: Optimizer = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9            # sgd only
+    nesterov: bool = False           # sgd only
+    schedule: Schedule = "none"
+    step_size: int = 30              # epochs, for "step"
+    milestones: tuple[int, ...] = ()  # epochs, for "multistep"
+    gamma: float = 0.1               # lr factor at each step / milestone
+    warmup_epochs: int = 0           # linear warm-up before the schedule
+    precision: Precision = "fp32"
+    grad_clip: float | None = None   # max global grad norm; None disables
+    label_smoothing: float = 0.0
+    patience: int | None = None      # epochs without improvement of `monitor`; None disables
+    monitor: Monitor = "val_acc"     # picks the best checkpoint and drives early stopping
+    max_batches: int | None = None   # cap on batches per epoch and per evaluation (smoke runs)
+    divergence_check_every: int = 25  # steps between device syncs that look for a non-finite loss
+    channels_last: bool = False
+    compile: bool = False            # torch.compile the model
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """The top level of a trial: which data, which model, how to train, and the seed."""
+
+    seed: int = 0
+    data: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+T = TypeVar("T")
+
+
+def parse(cls: type[T], values: dict[str, Any], where: str = "") -> T:
+    """Build dataclass ``cls`` from ``values``, checking names and types of every key."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or cls.__name__} must be a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]}; valid keys: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        key = f"{where}.{name}" if where else name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = parse(hint, value, key)
+        else:
+            kwargs[name] = coerce(value, hint, key)
+    return cls(**kwargs)
+
+
+def coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against a type hint, allowing int where float is expected."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any:
+        return value
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}={value!r} is not allowed; choose from {', '.join(map(str, args))}")
+        return value
+    if origin in (types.UnionType, typing.Union):
+        errors = []
+        for option in args:
+            try:
+                return coerce(value, option, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(f"{key}={value!r} has the wrong type; expected {_name(hint)}")
+    if hint is type(None):
+        if value is not None:
+            raise ConfigError(f"{key}={value!r} must be None")
+        return None
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}={value!r} must be a list")
+        return tuple(coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}={value!r} must be a mapping")
+        return dict(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, hint) or (hint is not bool and isinstance(value, bool)):
+        raise ConfigError(f"{key}={value!r} has the wrong type; expected {_name(hint)}")
+    return value
+
+
+def _name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

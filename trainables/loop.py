@@ -1,0 +1,287 @@
+"""THE training loop, shared by every modality. Ray-agnostic: it reports through a callable.
+
+Read it top to bottom: build optimizer and schedule, maybe resume, then for each epoch set
+the LR, train, check for divergence, validate, track the best weights, checkpoint and
+report. The last report of a trial carries its outcome (status, stopped_by, test metrics of
+the best weights), so the caller needs no second channel to learn how a trial ended.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.config import TrainConfig
+from trainables.data.splits import DeviceSplits, index_batches
+
+# report(metrics, checkpoint_state): checkpoint_state is a dict to persist, or None.
+Reporter = Callable[[dict[str, Any], dict[str, Any] | None], None]
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class FitResult:
+    """How a trial ended; the same facts are in its final report."""
+
+    status: str                # "ok" | "early_stopped" | "diverged"
+    epochs_run: int
+    best_epoch: int | None
+    best_val_acc: float | None
+    best_val_loss: float | None
+    test_acc: float | None
+    test_loss: float | None
+    train_time_s: float
+    stopped_by: str | None
+    error: str | None
+    params: int
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(epoch: int, cfg: TrainConfig) -> float:
+    """LR multiplier for a 0-based epoch. A pure function of the epoch, so resume is exact."""
+    if epoch < cfg.warmup_epochs:
+        return (epoch + 1) / (cfg.warmup_epochs + 1)
+    if cfg.schedule == "step":
+        return cfg.gamma ** (epoch // cfg.step_size)
+    if cfg.schedule == "multistep":
+        return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+    if cfg.schedule == "cosine":
+        span = max(1, cfg.epochs - cfg.warmup_epochs)
+        return 0.5 * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / span))
+    return 1.0
+
+
+class _Precision:
+    """fp32, bf16/fp16 autocast (fp16 with a grad scaler), or a pure fp16 model."""
+
+    def __init__(self, mode: str, device: torch.device) -> None:
+        self.mode = mode
+        self.device_type = device.type
+        self.input_dtype = torch.float16 if mode == "fp16_pure" else torch.float32
+        autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
+        self.autocast_dtype = autocast
+        self.scaler = torch.amp.GradScaler(device.type, enabled=mode == "fp16")
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return torch.autocast(self.device_type, enabled=False)
+        return torch.autocast(self.device_type, dtype=self.autocast_dtype)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+             precision: _Precision) -> tuple[float, float]:
+    """Mean loss and accuracy over a device-resident split (capped by max_batches)."""
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    seen = 0
+    for idx in index_batches(len(x), cfg.eval_batch_size, device=x.device, shuffle=False,
+                             max_batches=cfg.max_batches):
+        xb = x[idx].to(precision.input_dtype)
+        with precision.autocast():
+            logits = model(xb)
+        loss_sum += F.cross_entropy(logits.float(), y[idx], reduction="sum")
+        correct += (logits.argmax(1) == y[idx]).sum()
+        seen += len(idx)
+    return (loss_sum / seen).item(), correct.item() / seen
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return 0.0
+
+
+def fit(
+    model: nn.Module,
+    data: DeviceSplits,
+    cfg: TrainConfig,
+    *,
+    report: Reporter,
+    generator: torch.Generator,
+    resume: dict[str, Any] | None = None,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``data``; report one row per epoch; return how the trial ended.
+
+    ``augment`` runs on whole training batches on the device. ``resume`` is a checkpoint
+    state from an earlier report of the same trial: training continues after its epoch.
+    """
+    device = data.x_train.device
+    params = count_parameters(model)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    precision = _Precision(cfg.precision, device)
+    if precision.mode == "fp16_pure":
+        model.half()
+    optimizer = build_optimizer(model, cfg)
+    forward = torch.compile(model) if cfg.compile else model
+
+    start_epoch, best, best_state, bad_epochs, train_time = 0, None, None, 0, 0.0
+    if resume is not None:
+        if resume.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"checkpoint version {resume.get('version')} is not {CHECKPOINT_VERSION}")
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        precision.scaler.load_state_dict(resume["scaler"])
+        generator.set_state(resume["generator"])
+        start_epoch, best, bad_epochs = resume["epoch"], resume["best"], resume["bad_epochs"]
+        best_state, train_time = resume["best_state"], resume["train_time_s"]
+
+    n_train = len(data.x_train)
+    losses = torch.empty(0, device=device)
+    for epoch in range(start_epoch, cfg.epochs):
+        lr = cfg.lr * lr_factor(epoch, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+
+        # ---- train one epoch -----------------------------------------------------------
+        model.train()
+        batches = list(index_batches(n_train, cfg.batch_size, device=device, shuffle=True,
+                                     generator=generator, max_batches=cfg.max_batches))
+        losses = torch.zeros(len(batches), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen, steps_done, diverged_at = 0, 0, None
+        t0 = time.perf_counter()
+        for step, idx in enumerate(batches):
+            xb, yb = data.x_train[idx], data.y_train[idx]
+            if augment is not None:
+                xb = augment(xb)
+            xb = xb.to(precision.input_dtype)
+            if cfg.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with precision.autocast():
+                logits = forward(xb)
+                loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            precision.scaler.scale(loss).backward()
+            if cfg.grad_clip is not None:
+                precision.scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            precision.scaler.step(optimizer)
+            precision.scaler.update()
+            losses[step] = loss.detach()
+            correct += (logits.detach().argmax(1) == yb).sum()
+            seen += len(idx)
+            steps_done = step + 1
+            # Looking at the loss forces a device sync, so do it every few steps, not every one.
+            last = step + 1 == len(batches)
+            if (step + 1) % cfg.divergence_check_every == 0 or last:
+                finite = torch.isfinite(losses[: step + 1])
+                if not bool(finite.all()):
+                    diverged_at = int((~finite).nonzero()[0])
+                    break
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        epoch_time = time.perf_counter() - t0
+        train_time += epoch_time
+
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": losses[:steps_done].mean().item() if steps_done else float("nan"),
+            "train_acc": correct.item() / max(seen, 1),
+            "lr": lr,
+            "epoch_time_s": epoch_time,
+            "samples_per_s": seen / epoch_time if epoch_time > 0 else float("nan"),
+            "gpu_mem_mb": _peak_memory_mb(device),
+            "params": params,
+            "train_time_s": train_time,
+        }
+
+        if diverged_at is not None:
+            message = f"non-finite loss at epoch {epoch + 1} step {diverged_at + 1}"
+            row.update(val_loss=float("nan"), val_acc=float("nan"), status="diverged",
+                       stopped_by="divergence", error=message)
+            row.update(_best_fields(best))
+            report(row, None)
+            return _result("diverged", epoch + 1, best, None, train_time, "divergence", message, params)
+
+        # ---- validate, track the best weights --------------------------------------------
+        val_loss, val_acc = evaluate(forward, data.x_val, data.y_val, cfg, precision)
+        row.update(val_loss=val_loss, val_acc=val_acc)
+        score = val_acc if cfg.monitor == "val_acc" else -val_loss
+        if best is None or score > best["score"]:
+            best = {"score": score, "epoch": epoch + 1, "val_acc": val_acc, "val_loss": val_loss}
+            best_state = copy.deepcopy(model.state_dict())
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+
+        out_of_patience = cfg.patience is not None and bad_epochs >= cfg.patience
+        finished = out_of_patience or epoch + 1 == cfg.epochs
+        row.update(_best_fields(best))
+        row["status"] = "running"
+        test = None
+        if finished:
+            # Restore the best weights: the reported test numbers are the best checkpoint's.
+            model.load_state_dict(best_state)
+            if data.x_test is not None:
+                test = evaluate(forward, data.x_test, data.y_test, cfg, precision)
+                row.update(test_loss=test[0], test_acc=test[1])
+            row["status"] = "early_stopped" if out_of_patience else "ok"
+            row["stopped_by"] = "patience" if out_of_patience else None
+
+        state = {
+            "version": CHECKPOINT_VERSION,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": precision.scaler.state_dict(),
+            "generator": generator.get_state(),
+            "epoch": epoch + 1,
+            "best": best,
+            "best_state": best_state,
+            "bad_epochs": bad_epochs,
+            "train_time_s": train_time,
+        }
+        report(row, state)
+        if finished:
+            return _result(row["status"], epoch + 1, best, test, train_time,
+                           row["stopped_by"], None, params)
+
+    # Resumed from the final checkpoint: nothing left to train.
+    return _result("ok", cfg.epochs, best, None, train_time, None, None, params)
+
+
+def _best_fields(best: dict[str, Any] | None) -> dict[str, Any]:
+    if best is None:
+        return {"best_epoch": None, "best_val_acc": None, "best_val_loss": None}
+    return {"best_epoch": best["epoch"], "best_val_acc": best["val_acc"],
+            "best_val_loss": best["val_loss"]}
+
+
+def _result(status: str, epochs_run: int, best: dict[str, Any] | None,
+            test: tuple[float, float] | None, train_time: float, stopped_by: str | None,
+            error: str | None, params: int) -> FitResult:
+    fields = _best_fields(best)
+    return FitResult(
+        status=status, epochs_run=epochs_run, best_epoch=fields["best_epoch"],
+        best_val_acc=fields["best_val_acc"], best_val_loss=fields["best_val_loss"],
+        test_acc=None if test is None else test[1], test_loss=None if test is None else test[0],
+        train_time_s=train_time, stopped_by=stopped_by, error=error, params=params,
+    )

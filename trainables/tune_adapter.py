@@ -1,0 +1,52 @@
+"""The one seam between Ray Tune and the Ray-agnostic trial code.
+
+It turns ``loop.fit``'s ``report(metrics, state)`` into ``ray.tune.report`` with a
+checkpoint directory, and a restored trial's checkpoint back into a resume state.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_FILE = "state.pt"
+TRAINABLES = ("image",)
+
+
+def _run(kind: str):
+    if kind == "image":
+        from trainables.image import run_image_trial
+
+        return run_image_trial
+    raise ValueError(f"unknown trainable {kind!r}; choose from {', '.join(TRAINABLES)}")
+
+
+def tune_trainable(config: dict[str, Any], *, kind: str, cpus: float = 1.0) -> None:
+    """Ray Tune function trainable for every modality (``kind`` picks the trial builder)."""
+    import ray
+    from ray import tune
+
+    # Several trials share the machine's cores; let each use only the ones it reserved.
+    torch.set_num_threads(max(1, int(cpus)))
+    device = "cuda" if ray.get_gpu_ids() else "cpu"
+
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            resume = torch.load(Path(directory) / CHECKPOINT_FILE, map_location="cpu",
+                                weights_only=False)
+
+    def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        if state is None:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as directory:
+            torch.save(state, os.path.join(directory, CHECKPOINT_FILE))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+    _run(kind)(config, report=report, resume=resume, device=device)
