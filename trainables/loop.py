@@ -149,6 +149,10 @@ def fit(
         optimizer.load_state_dict(resume["optimizer"])
         precision.scaler.load_state_dict(resume["scaler"])
         generator.set_state(resume["generator"])
+        # Dropout draws from the global RNG: without it a resumed trial is a different trial.
+        torch.set_rng_state(resume["torch_rng"])
+        if device.type == "cuda" and resume.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(resume["cuda_rng"], device)
         start_epoch, best, bad_epochs = resume["epoch"], resume["best"], resume["bad_epochs"]
         best_state, train_time = resume["best_state"], resume["train_time_s"]
 
@@ -253,6 +257,8 @@ def fit(
             "optimizer": optimizer.state_dict(),
             "scaler": precision.scaler.state_dict(),
             "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "epoch": epoch + 1,
             "best": best,
             "best_state": best_state,

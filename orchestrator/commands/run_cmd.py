@@ -46,9 +46,9 @@ def run(args: argparse.Namespace) -> int:
                             "start one with `run` first, or check --storage")
     else:
         run_id = args.name or new_run_id()
-    options = sweep_options(args)
-    plan = make_plan(exp, options)
     target = RunTarget(storage=storage, preset=exp.name, run_id=run_id)
+    options = _stored_options(target, args) if args.resume else sweep_options(args)
+    plan = make_plan(exp, options)
     if not args.resume and _exists(target):
         raise UserError(f"run {target.location} already exists; pass --resume to finish it, "
                         "or another --name")
@@ -59,6 +59,24 @@ def run(args: argparse.Namespace) -> int:
         return code
     _summarise(target.location, quiet=level == 0)
     return code
+
+
+def _stored_options(target, args):
+    """A resumed run keeps the sweep it started with; changing it on resume is an error."""
+    from orchestrator.plan import SweepOptions
+    from orchestrator.storage import RunFiles
+
+    given = sweep_options(args)
+    if given != SweepOptions():
+        raise UserError("--resume continues a run as it was started; drop the sweep options "
+                        "(--set, --seeds, --smoke, ...) or start a new run")
+    files = RunFiles(target.location)
+    if not files.exists("meta.json"):
+        raise UserError(f"no run to resume at {target.location} (no meta.json); "
+                        "check --storage and --name")
+    stored = files.read_json("meta.json").get("options", {})
+    stored["overrides"] = tuple(stored.get("overrides", ()))
+    return SweepOptions(**stored)
 
 
 def _exists(target) -> bool:
