@@ -26,13 +26,14 @@ from trainables.image import build_model, parse_trial
 
 
 def parse_value(text: str) -> Any:
-    """Parse a ``--set`` value: numbers, booleans, none, quoted strings, ``[a, b]`` lists."""
+    """Parse a ``--set`` value: numbers, booleans, null, quoted strings, ``[a, b]`` lists."""
     stripped = text.strip()
     if stripped.startswith("[") and stripped.endswith("]"):
         inner = stripped[1:-1].strip()
         return [parse_value(part) for part in inner.split(",")] if inner else []
     lowered = stripped.lower()
-    if lowered in ("none", "null"):
+    # "none" stays text (it names the no-attention variant); typed None fields accept it.
+    if stripped in ("None", "null"):
         return None
     if lowered in ("true", "false"):
         return lowered == "true"

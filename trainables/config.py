@@ -98,6 +98,8 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"{key}={value!r} is not allowed; choose from {', '.join(map(str, args))}")
         return value
     if origin in (types.UnionType, typing.Union):
+        if value == "none" and type(None) in args:
+            return None  # `--set train.grad_clip=none` from a command line
         errors = []
         for option in args:
             try:

@@ -1,0 +1,133 @@
+"""The CLI end to end, in subprocesses, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def _trials(run_dir: Path) -> pl.DataFrame:
+    return pl.read_parquet(run_dir / "trials.parquet")
+
+
+def _epochs(run_dir: Path) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(p) for p in sorted((run_dir / "epochs").glob("*.parquet"))])
+
+
+class TestHelpListShow:
+    def test_help_everywhere(self):
+        for args in ((), ("run", "--help"), ("show", "--help"), ("list", "--help"), ("report", "--help")):
+            out = cli(*args, "--help") if not args else cli(*args)
+            assert out.returncode == 0 and "usage" in out.stdout
+
+    def test_no_command_prints_help_and_fails(self):
+        out = cli()
+        assert out.returncode == 2 and "commands" in out.stdout
+
+    def test_list_says_data_is_here(self):
+        out = cli("list")
+        assert out.returncode == 0
+        assert "mnist_attention" in out.stdout and "yes" in out.stdout and "seed 001" in out.stdout
+
+    def test_show_resolves_overrides(self):
+        out = cli("show", "mnist_attention", "--seeds", "2", "--set", "model.attention=[none,se]")
+        assert out.returncode == 0, out.stderr
+        assert "trials:     4" in out.stdout and "0.9855" in out.stdout
+
+
+@pytest.mark.slow
+class TestRun:
+    def test_smoke_sweep_all_variants_and_seeds(self, tmp_path):
+        out = cli("run", "mnist_attention", "--smoke", "--seeds", "2", "--storage", str(tmp_path),
+                  "--name", "smoke")
+        assert out.returncode == 0, out.stderr[-2000:]
+        run_dir = tmp_path / "mnist_attention" / "smoke"
+        trials = _trials(run_dir)
+        assert trials.height == 10
+        assert sorted(set(trials["variant"])) == ["cbam", "none", "se", "self", "spatial"]
+        assert sorted(trials["seed"].to_list()) == [0] * 5 + [1] * 5
+        assert set(trials["status"]) == {"ok"} and trials["test_acc"].null_count() == 0
+        epochs = _epochs(run_dir)
+        assert epochs.height == 20 and not epochs.select(["trial_id", "epoch"]).is_duplicated().any()
+        assert (run_dir / "report.html").is_file() and (run_dir / "meta.json").is_file()
+        assert "0.9855" in out.stdout  # the source's number printed beside ours
+
+    def test_divergent_trial_is_recorded_and_sweep_goes_on(self, tmp_path):
+        out = cli("run", "mnist_attention", "--smoke", "--seeds", "1", "--storage", str(tmp_path),
+                  "--name", "div", "--set", "model.attention=[none,se]", "--set", "train.optimizer=sgd",
+                  "--set", "train.lr=[0.01,1e30]", "--set", "train.divergence_check_every=1")
+        assert out.returncode == 0, out.stderr[-2000:]
+        trials = _trials(tmp_path / "mnist_attention" / "div")
+        by_lr = trials.group_by("cfg.train.lr").agg(pl.col("status").unique())
+        statuses = {row[0]: row[1] for row in by_lr.iter_rows()}
+        assert statuses == {0.01: ["ok"], 1e30: ["diverged"]}
+        diverged = trials.filter(pl.col("status") == "diverged")
+        assert diverged["error"].str.contains("non-finite loss at epoch 1 step").all()
+
+    def test_interrupt_then_resume_completes_without_duplicates(self, tmp_path):
+        args = ["run", "mnist_attention", "--storage", str(tmp_path), "--name", "int", "--seeds", "1",
+                "--set", "model.attention=[none,se]", "--set", "train.epochs=6",
+                "--set", "train.max_batches=15", "--max-concurrent", "1"]
+        proc = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        epochs_dir = tmp_path / "mnist_attention" / "int" / "epochs"
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            files = list(epochs_dir.glob("*.parquet")) if epochs_dir.exists() else []
+            if files and pl.read_parquet(files[0]).height >= 2:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 130, stderr[-2000:]
+        assert "--resume" in stderr
+        run_dir = tmp_path / "mnist_attention" / "int"
+        before = _epochs(run_dir)
+        assert 2 <= before.height < 12
+
+        out = cli("run", "mnist_attention", "--storage", str(tmp_path), "--name", "int", "--resume")
+        assert out.returncode == 0, out.stderr[-2000:]
+        trials = _trials(run_dir)
+        assert trials.height == 2 and set(trials["status"]) == {"ok"}
+        epochs = _epochs(run_dir)
+        assert epochs.height == 12
+        assert not epochs.select(["trial_id", "epoch"]).is_duplicated().any()
+        # Rows written before the interrupt are kept as they were.
+        kept = before.join(epochs, on=["trial_id", "epoch"], suffix="_after")
+        assert kept.height == before.height
+        assert (kept["val_acc"] == kept["val_acc_after"]).all()
+
+
+class TestBadInput:
+    @pytest.mark.parametrize(("args", "message"), [
+        (("run", "mnist_atention"), "did you mean 'mnist_attention'"),
+        (("show", "nope"), "unknown preset 'nope'"),
+        (("run", "mnist_attention", "--set", "train.lrr=1"), "unknown config key train.lrr"),
+        (("run", "mnist_attention", "--set", "train.epochs=ten"), "train.epochs='ten' has the wrong type"),
+        (("run", "mnist_attention", "--data-root", "/nonexistent"), "t10k-images-idx3-ubyte"),
+        (("run", "mnist_attention", "--storage", "/proc/forbidden"), "not writable"),
+        (("run", "mnist_attention", "--name", "never", "--resume", "--storage", "/tmp/orch-none"),
+         "no run"),
+        (("report", "/nonexistent/run"), "/nonexistent/run"),
+        (("run", "mnist_attention", "--seeds", "0"), "--seeds 0"),
+    ])
+    def test_one_line_error_and_nonzero_exit(self, args, message):
+        out = cli(*args, timeout=120)
+        assert out.returncode == 2
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr
+        assert "Traceback" not in out.stderr
