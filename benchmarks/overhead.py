@@ -21,8 +21,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trainables.image import run_image_trial  # noqa: E402
 from search_spaces.mnist_attention import EXPERIMENT  # noqa: E402
+from trainables.image import run_image_trial  # noqa: E402
 
 
 def bare(attention: str, epochs: int) -> tuple[float, float]:

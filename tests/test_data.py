@@ -75,4 +75,4 @@ def test_index_batches_cover_every_example_once():
 def test_device_splits_are_scaled_floats(small_mnist):
     device = small_mnist.to_device(torch.device("cpu"))
     assert device.x_train.dtype == torch.float32
-    assert 0.0 <= device.x_train.min() and device.x_train.max() <= 1.0
+    assert device.x_train.min() >= 0.0 and device.x_train.max() <= 1.0

@@ -100,10 +100,10 @@ def test_grad_clip_bounds_update(cpu):
 
 
 def test_config_rejects_unknown_and_ill_typed_keys():
-    with pytest.raises(ConfigError, match="unknown config key train.lrr"):
+    with pytest.raises(ConfigError, match=r"unknown config key train\.lrr"):
         parse(TrainConfig, {"lrr": 0.1}, "train")
-    with pytest.raises(ConfigError, match="train.epochs='ten'"):
+    with pytest.raises(ConfigError, match=r"train\.epochs='ten'"):
         parse(TrainConfig, {"epochs": "ten"}, "train")
-    with pytest.raises(ConfigError, match="train.optimizer='rmsprop' is not allowed"):
+    with pytest.raises(ConfigError, match=r"train\.optimizer='rmsprop' is not allowed"):
         parse(TrainConfig, {"optimizer": "rmsprop"}, "train")
     assert parse(TrainConfig, {"lr": 1, "milestones": [3, 5]}).milestones == (3, 5)
