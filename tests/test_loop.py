@@ -107,3 +107,13 @@ def test_config_rejects_unknown_and_ill_typed_keys():
     with pytest.raises(ConfigError, match=r"train\.optimizer='rmsprop' is not allowed"):
         parse(TrainConfig, {"optimizer": "rmsprop"}, "train")
     assert parse(TrainConfig, {"lr": 1, "milestones": [3, 5]}).milestones == (3, 5)
+
+
+def test_restore_best_false_tests_the_final_weights(small_mnist, cpu):
+    kept, _ = _train(small_mnist, cpu, epochs=3, max_batches=8, restore_best=False)
+    best, _ = _train(small_mnist, cpu, epochs=3, max_batches=8, restore_best=True)
+    # Same seed, same training; only what is evaluated on the test split differs.
+    assert kept.best_val_acc == best.best_val_acc
+    assert best.test_acc == best.best_val_acc  # val is the test split in this fixture
+    _, rows = _train(small_mnist, cpu, epochs=3, max_batches=8, restore_best=False)
+    assert kept.test_acc == rows[-1][0]["val_acc"]  # the final epoch's weights

@@ -45,6 +45,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     patience: int | None = None      # epochs without improvement of `monitor`; None disables
     monitor: Monitor = "val_acc"     # picks the best checkpoint and drives early stopping
+    restore_best: bool = True        # test the best checkpoint; False: the final weights
     max_batches: int | None = None   # cap on batches per epoch and per evaluation (smoke runs)
     divergence_check_every: int = 25  # steps between device syncs that look for a non-finite loss
     channels_last: bool = False

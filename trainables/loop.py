@@ -157,7 +157,6 @@ def fit(
         best_state, train_time = resume["best_state"], resume["train_time_s"]
 
     n_train = len(data.x_train)
-    losses = torch.empty(0, device=device)
     for epoch in range(start_epoch, cfg.epochs):
         lr = cfg.lr * lr_factor(epoch, cfg)
         for group in optimizer.param_groups:
@@ -243,8 +242,10 @@ def fit(
         row["status"] = "running"
         test = None
         if finished:
-            # Restore the best weights: the reported test numbers are the best checkpoint's.
-            model.load_state_dict(best_state)
+            # The reported test numbers are the best checkpoint's, unless validation is the
+            # test split itself: choosing an epoch on it would flatter the test number.
+            if cfg.restore_best:
+                model.load_state_dict(best_state)
             if data.x_test is not None:
                 test = evaluate(forward, data.x_test, data.y_test, cfg, precision)
                 row.update(test_loss=test[0], test_acc=test[1])

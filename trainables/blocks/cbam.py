@@ -10,34 +10,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainables.blocks.helpers import GateModule, LayerFactory, reduced_channels
+from trainables.blocks.helpers import GateModule, LayerFactory
+from trainables.blocks.squeeze_excite import SqueezeExcite
 
 
-class ChannelGate(GateModule):
-    """CBAM channel gate (Woo et al. 2018): gate(MLP(avgpool) + MLP(maxpool)), shared MLP."""
+class ChannelGate(SqueezeExcite):
+    """CBAM channel gate (Woo et al. 2018): gate(MLP(avgpool) + MLP(maxpool)), shared MLP.
 
-    def __init__(
-        self,
-        channels: int,
-        rd_ratio: float = 1 / 16,
-        rd_channels: int | None = None,
-        rd_divisor: int = 8,
-        act_layer: LayerFactory = nn.ReLU,
-        gate_layer: LayerFactory = nn.Sigmoid,
-        bias: bool = True,
-    ) -> None:
-        super().__init__()
-        self.channels = channels
-        self.rd_channels = reduced_channels(
-            channels, rd_ratio, rd_channels, rd_divisor, owner="ChannelGate (CBAM)"
-        )
-        self.fc1 = nn.Conv2d(channels, self.rd_channels, kernel_size=1, bias=bias)
-        self.act = act_layer()
-        self.fc2 = nn.Conv2d(self.rd_channels, channels, kernel_size=1, bias=bias)
-        self.gate = gate_layer()
-
-    def _mlp(self, s: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(s)))
+    The same reduce-expand MLP as SE, applied to a max-pooled descriptor as well.
+    """
 
     def compute_gate(self, x: torch.Tensor) -> torch.Tensor:
         avg = x.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)

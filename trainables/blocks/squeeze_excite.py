@@ -28,7 +28,7 @@ class SqueezeExcite(GateModule):
         super().__init__()
         self.channels = channels
         self.rd_channels = reduced_channels(
-            channels, rd_ratio, rd_channels, rd_divisor, owner="SqueezeExcite"
+            channels, rd_ratio, rd_channels, rd_divisor, owner=type(self).__name__
         )
         # 1x1 convs on a (B, C, 1, 1) descriptor are Dense layers that skip a reshape.
         self.fc1 = nn.Conv2d(channels, self.rd_channels, kernel_size=1, bias=bias)
@@ -36,6 +36,9 @@ class SqueezeExcite(GateModule):
         self.fc2 = nn.Conv2d(self.rd_channels, channels, kernel_size=1, bias=bias)
         self.gate = gate_layer()
 
+    def _mlp(self, s: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(s)))
+
     def compute_gate(self, x: torch.Tensor) -> torch.Tensor:
         s = x.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
-        return self.gate(self.fc2(self.act(self.fc1(s))))  # (B, C, 1, 1)
+        return self.gate(self._mlp(s))  # (B, C, 1, 1)
