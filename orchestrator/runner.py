@@ -112,7 +112,9 @@ def build_tuner(plan: Plan, target: RunTarget, verbosity: int):
         tune_config=tune.TuneConfig(
             metric=exp.metric, mode=exp.mode, scheduler=scheduler, search_alg=search,
             num_samples=plan.num_samples, max_concurrent_trials=plan.max_concurrent,
-            reuse_actors=False,
+            # A trial reuses a finished trial's worker: no new process, torch import or data
+            # load. Seeds are set per trial, so results are identical (benchmarks/RESULTS.md).
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=target.run_id,
