@@ -189,7 +189,7 @@ def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
         grid = tuner.fit()
     except KeyboardInterrupt:
         grid = None
-    interrupted = grid is None or _was_interrupted(target)
+    interrupted = grid is None or _was_interrupted(target, plan.n_trials)
     errors = 0 if grid is None else sum(1 for r in grid if r.error is not None)
     finish_meta(target, "interrupted" if interrupted else "finished")
     if interrupted:
@@ -200,12 +200,12 @@ def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
     return EXIT_TRIAL_ERRORS if errors else EXIT_OK
 
 
-def _was_interrupted(target: RunTarget) -> bool:
-    """True if any trial is still unfinished (Tune returns normally after SIGINT)."""
+def _was_interrupted(target: RunTarget, n_trials: int) -> bool:
+    """True if a trial is unfinished or never started (Tune returns normally after SIGINT)."""
     from analysis.schema import TRIALS_FILE
 
     files = RunFiles(target.location)
     if not files.exists(TRIALS_FILE):
         return True
     statuses = files.read_parquet(TRIALS_FILE)["status"].to_list()
-    return "running" in statuses
+    return "running" in statuses or len(statuses) < n_trials

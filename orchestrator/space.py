@@ -145,14 +145,13 @@ def validate_space(space: Mapping[str, Any], overrides: list[str]) -> None:
     for config in concrete_configs(space):
         try:
             parse_trial(config)
-            data = parse_data_config(config.get("data", {}))
+            parse_data_config(config.get("data", {}))
             # Build on the meta device: checks every model argument, allocates nothing.
             with torch.device("meta"):
                 build_model(config.get("model", {}))
         except ConfigError as err:
             hint = f" (from --set {' --set '.join(overrides)})" if overrides else ""
             raise UserError(f"{err}{hint}") from None
-        del data
 
 
 def variant_label(config: Mapping[str, Any], variant_keys: tuple[str, ...]) -> str:
