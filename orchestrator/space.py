@@ -20,7 +20,7 @@ from ray.tune.search.sample import Domain
 
 from orchestrator.errors import UserError
 from search_spaces.experiment import Experiment
-from trainables.config import ConfigError, TrainConfig
+from trainables.config import ConfigError
 from trainables.data.registry import parse_data_config
 from trainables.image import build_model, parse_trial
 
@@ -100,16 +100,6 @@ def _resolve_domains(node: Any) -> Any:
     if isinstance(node, dict) and not is_grid(node):
         return {k: _resolve_domains(v) for k, v in node.items()}
     return node
-
-
-def known_key(space: Mapping[str, Any], dotted: str) -> bool:
-    """A key the preset sets, or one the typed trial config would accept."""
-    if has_path(space, dotted):
-        return True
-    section, _, rest = dotted.partition(".")
-    if section == "train":
-        return rest in TrainConfig.__dataclass_fields__
-    return False  # data.* and model.* keys are checked by parsing, see validate_space
 
 
 def apply_overrides(experiment: Experiment, space: dict[str, Any],

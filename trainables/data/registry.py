@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,3 @@ def _cached(cfg: Any) -> ArraySplits:
     # Trials that share a worker process reuse the host arrays; each moves them to its device.
     return dataset_spec(cfg.name).build(cfg)
 
-
-def describe(values: dict[str, Any]) -> dict[str, Any]:
-    return asdict(parse_data_config(values))
