@@ -1,7 +1,7 @@
 """Attention blocks: map gates that return `x * gate`, and token self-attention."""
 
 from trainables.blocks.cbam import CBAM, ChannelGate, SpatialGate
-from trainables.blocks.helpers import GateModule, make_divisible, set_record_gate
+from trainables.blocks.helpers import GateModule, RecordsMap, make_divisible, set_record_gate
 from trainables.blocks.registry import create_attn, list_attn, register_attn
 from trainables.blocks.spatial import PointwiseSpatialGate
 from trainables.blocks.squeeze_excite import SqueezeExcite
@@ -13,6 +13,7 @@ __all__ = [
     "GateModule",
     "MultiHeadSelfAttention",
     "PointwiseSpatialGate",
+    "RecordsMap",
     "SpatialGate",
     "SqueezeExcite",
     "create_attn",

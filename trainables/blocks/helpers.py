@@ -66,11 +66,12 @@ def reduced_channels(
     return make_divisible(raw, rd_divisor)
 
 
-class GateModule(nn.Module):
-    """Base of the gating blocks: `forward(x) = x * compute_gate(x)`.
+class RecordsMap(nn.Module):
+    """Base of every block that can keep its latest attention map for rendering.
 
-    With `record_gate` True (default False) the latest gate is kept, detached, in
-    `last_gate`, for rendering attention maps; off, nothing is kept alive between steps.
+    With `record_gate` True (default False) the latest map is kept, detached, in
+    `last_gate`; off, nothing is kept alive between steps. Gates keep the gate itself;
+    blocks with an attention matrix keep a (B, 1, H, W) map of where attention went.
     """
 
     record_gate: bool
@@ -81,13 +82,17 @@ class GateModule(nn.Module):
         self.record_gate = False
         self.last_gate = None
 
-    def compute_gate(self, x: torch.Tensor) -> torch.Tensor:
-        """The gate for `x`, broadcastable against it; subclasses implement this."""
-        raise NotImplementedError
-
     def _record(self, gate: torch.Tensor) -> None:
         if self.record_gate:
             self.last_gate = gate.detach()
+
+
+class GateModule(RecordsMap):
+    """Base of the gating blocks: `forward(x) = x * compute_gate(x)`."""
+
+    def compute_gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The gate for `x`, broadcastable against it; subclasses implement this."""
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = self.compute_gate(x)
@@ -96,13 +101,13 @@ class GateModule(nn.Module):
 
 
 def set_record_gate(module: nn.Module, enabled: bool = True) -> int:
-    """Switch `record_gate` on every gating block inside `module`; returns how many.
+    """Switch `record_gate` on every map-recording block inside `module`; returns how many.
 
     Switching off also drops the kept gates, so they stop holding memory.
     """
     count = 0
     for sub in module.modules():
-        if isinstance(sub, GateModule):
+        if isinstance(sub, RecordsMap):
             sub.record_gate = enabled
             if not enabled:
                 sub.last_gate = None
