@@ -10,16 +10,23 @@ from torch import nn
 
 from trainables.blocks import (
     CBAM,
+    RESIDUAL_MODES,
+    AttentionResidual,
     ChannelGate,
+    EfficientChannelAttention,
     MultiHeadSelfAttention,
+    MultiHeadSelfAttention2d,
     PointwiseSpatialGate,
+    SelfAttention2d,
     SpatialGate,
     SqueezeExcite,
     create_attn,
+    eca_kernel_size,
     list_attn,
     make_divisible,
     register_attn,
     set_record_gate,
+    wrap_attention,
 )
 
 CHANNELS = (16, 32, 64)
@@ -31,7 +38,7 @@ def _seed() -> None:
 
 
 def test_registry_names() -> None:
-    assert set(list_attn()) == {"se", "cbam", "spatial", "spatial7"}
+    assert set(list_attn()) == {"se", "cbam", "spatial", "spatial7", "eca", "selfatt", "mhsa"}
 
 
 @pytest.mark.parametrize("channels", CHANNELS)
@@ -59,7 +66,7 @@ def test_create_attn_none(name: str | None) -> None:
 def test_create_attn_unknown_lists_valid_names() -> None:
     with pytest.raises(ValueError, match="nope") as info:
         create_attn("nope", 8)
-    for valid in ("none", "se", "cbam", "spatial", "spatial7"):
+    for valid in ("none", "se", "cbam", "spatial", "spatial7", "eca", "selfatt", "mhsa"):
         assert repr(valid) in str(info.value)
 
 
@@ -215,3 +222,205 @@ def test_mhsa_mixes_tokens() -> None:
 def test_mhsa_rejects_wrong_width() -> None:
     with pytest.raises(ValueError, match=r"\(B, N, 8\)"):
         MultiHeadSelfAttention(8, heads=2, head_dim=4)(torch.randn(1, 3, 7))
+
+
+# --- map self-attention -----------------------------------------------------------------
+
+
+def _count(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def _flat(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """A 1x1 conv as a plain matmul over positions: (B, C, H, W) -> (B, N, C_out)."""
+    w = conv.weight.flatten(1)  # (C_out, C)
+    return x.flatten(2).transpose(1, 2) @ w.T + conv.bias
+
+
+def test_selfatt_matches_manual_unscaled_softmax() -> None:
+    sa = SelfAttention2d(6).double()
+    x = torch.randn(2, 6, 3, 4, dtype=torch.float64)
+    q, k, v = _flat(sa.to_q, x), _flat(sa.to_k, x), _flat(sa.to_v, x)  # (B, N, C)
+    attn = torch.softmax(q @ k.transpose(1, 2), dim=-1)  # no 1/sqrt(d)
+    expected = (attn @ v).transpose(1, 2).reshape(2, 6, 3, 4)
+    assert torch.allclose(sa(x), expected)
+    sa.scaled, sa.scale = True, 6**-0.5
+    scaled = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(6), dim=-1) @ v
+    assert torch.allclose(sa(x), scaled.transpose(1, 2).reshape(2, 6, 3, 4))
+
+
+def test_selfatt_scaled_and_unscaled_differ() -> None:
+    unscaled = SelfAttention2d(16)
+    scaled = SelfAttention2d(16, scaled=True)
+    scaled.load_state_dict(unscaled.state_dict())
+    x = torch.randn(2, 16, 4, 4)
+    assert not torch.allclose(unscaled(x), scaled(x), atol=1e-4)
+
+
+def test_selfatt_param_count_and_qk_channels() -> None:
+    c = 16
+    assert _count(SelfAttention2d(c)) == 3 * (c * c + c)
+    sa = SelfAttention2d(c, qk_channels=2)  # SAGAN's own C/8 layout
+    assert _count(sa) == 2 * (c * 2 + 2) + (c * c + c)
+    assert sa(torch.randn(1, c, 3, 3)).shape == (1, c, 3, 3)
+    assert _count(SelfAttention2d(c, bias=False)) == 3 * c * c
+
+
+@pytest.mark.parametrize(
+    "block",
+    [SelfAttention2d(8), SelfAttention2d(8, scaled=True), MultiHeadSelfAttention2d(8, heads=2)],
+    ids=["selfatt", "selfatt-scaled", "mhsa"],
+)
+def test_map_attention_records_received_attention(block: nn.Module) -> None:
+    x = torch.randn(2, 8, 5, 3)
+    fused = block(x)
+    assert block.last_gate is None  # off by default
+    block.record_gate = True
+    explicit = block(x)
+    gate = block.last_gate
+    assert gate is not None and gate.shape == (2, 1, 5, 3)
+    assert not gate.requires_grad and (gate >= 0).all()
+    # The mean over queries of a row-stochastic matrix: one unit of attention per image.
+    torch.testing.assert_close(gate.sum(dim=(1, 2, 3)), torch.ones(2))
+    torch.testing.assert_close(explicit, fused)  # recording does not change the output
+
+
+def test_mhsa2d_matches_manual_heads() -> None:
+    c, heads, d = 6, 2, 3
+    mhsa = MultiHeadSelfAttention2d(c, heads=heads).double()
+    assert mhsa.head_channels == d
+    x = torch.randn(2, c, 3, 4, dtype=torch.float64)
+    q, k, v = _flat(mhsa.to_q, x), _flat(mhsa.to_k, x), _flat(mhsa.to_v, x)  # (B, N, 6)
+    outs = []
+    for h in range(heads):
+        sl = slice(h * d, (h + 1) * d)
+        scores = q[..., sl] @ k[..., sl].transpose(1, 2) / math.sqrt(d)  # (B, N, N)
+        outs.append(torch.softmax(scores, dim=-1) @ v[..., sl])  # (B, N, d)
+    mixed = torch.cat(outs, dim=-1).transpose(1, 2).reshape(2, c, 3, 4)
+    torch.testing.assert_close(mhsa(x), mhsa.to_out(mixed))
+
+
+def test_mhsa2d_param_counts() -> None:
+    c = 16
+    assert _count(MultiHeadSelfAttention2d(c)) == 4 * (c * c + c)  # 8 heads of 2: inner == C
+    assert _count(MultiHeadSelfAttention2d(c, heads=2, head_channels=4)) == 4 * (c * 8) + 3 * 8 + c
+
+
+def test_mhsa2d_indivisible_channels_raise() -> None:
+    with pytest.raises(ValueError) as info:
+        MultiHeadSelfAttention2d(10, heads=8)
+    message = str(info.value)
+    assert "channels=10" in message and "heads=8" in message and "head_channels" in message
+    block = MultiHeadSelfAttention2d(10, heads=8, head_channels=2)
+    assert block(torch.randn(1, 10, 2, 2)).shape == (1, 10, 2, 2)
+
+
+def test_mhsa2d_one_head_is_scaled_selfatt_then_projection() -> None:
+    c = 8
+    mhsa = MultiHeadSelfAttention2d(c, heads=1)
+    sa = SelfAttention2d(c, scaled=True)
+    for name in ("to_q", "to_k", "to_v"):
+        getattr(sa, name).load_state_dict(getattr(mhsa, name).state_dict())
+    x = torch.randn(2, c, 4, 3)
+    torch.testing.assert_close(mhsa(x), mhsa.to_out(sa(x)))
+
+
+def test_map_attention_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match=r"channels must be >= 1"):
+        SelfAttention2d(0)
+    with pytest.raises(ValueError, match=r"\(B, 8, H, W\)"):
+        SelfAttention2d(8)(torch.randn(1, 4, 3, 3))
+    with pytest.raises(ValueError, match=r"\(B, 8, H, W\)"):
+        MultiHeadSelfAttention2d(8, heads=2)(torch.randn(8, 3, 3))
+
+
+def test_map_attention_mixes_positions() -> None:
+    for block in (SelfAttention2d(4), MultiHeadSelfAttention2d(4, heads=2)):
+        x = torch.randn(1, 4, 3, 3)
+        y = x.clone()
+        y[0, :, 2, 2] += 1.0  # change only the last position
+        assert not torch.allclose(block(x)[0, :, 0, 0], block(y)[0, :, 0, 0])
+
+
+# --- ECA --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("channels", "k"), [(1, 1), (16, 3), (32, 3), (64, 3), (256, 5)])
+def test_eca_kernel_size_follows_paper(channels: int, k: int) -> None:
+    assert eca_kernel_size(channels) == k
+    eca = EfficientChannelAttention(channels)
+    assert eca.kernel_size == k and eca.conv.kernel_size == (k,)
+    assert _count(eca) == k  # one 1-D kernel, no bias
+
+
+def test_eca_explicit_kernel_and_math() -> None:
+    eca = EfficientChannelAttention(8, kernel_size=5)
+    assert _count(eca) == 5
+    x = torch.randn(2, 8, 3, 3)
+    s = x.mean(dim=(2, 3))  # (B, C)
+    w = eca.conv.weight.view(5)
+    padded = torch.nn.functional.pad(s, (2, 2))
+    conv = torch.stack([padded[:, i : i + 5] @ w for i in range(8)], dim=1)  # (B, C)
+    torch.testing.assert_close(eca(x), x * torch.sigmoid(conv)[:, :, None, None])
+    with pytest.raises(ValueError, match="odd"):
+        EfficientChannelAttention(8, kernel_size=4)
+
+
+# --- residual wrapper -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list_attn())
+def test_weighted_residual_is_identity_at_init(name: str) -> None:
+    wrapped = wrap_attention(name, 16, residual="weighted")
+    assert isinstance(wrapped, AttentionResidual)
+    x = torch.randn(2, 16, 5, 4)
+    assert torch.equal(wrapped(x), x)
+    wrapped(x).square().sum().backward()
+    assert wrapped.gamma.grad is not None and wrapped.gamma.grad.abs().item() > 0
+
+
+def test_residual_modes() -> None:
+    assert RESIDUAL_MODES == ("none", "plain", "weighted")
+    block = SelfAttention2d(8)
+    x = torch.randn(2, 8, 3, 3)
+    torch.testing.assert_close(AttentionResidual(block, "none")(x), block(x))
+    torch.testing.assert_close(AttentionResidual(block, "plain")(x), x + block(x))
+    weighted = AttentionResidual(block, "weighted")
+    with torch.no_grad():
+        weighted.gamma.fill_(0.5)
+    torch.testing.assert_close(weighted(x), x + 0.5 * block(x))
+    assert not hasattr(AttentionResidual(block, "plain"), "gamma")
+
+
+def test_residual_bad_mode_lists_valid() -> None:
+    for build in (
+        lambda: AttentionResidual(nn.Identity(), "scaled"),
+        lambda: wrap_attention(None, 8, residual="scaled"),
+    ):
+        with pytest.raises(ValueError, match="scaled") as info:
+            build()
+        for mode in RESIDUAL_MODES:
+            assert repr(mode) in str(info.value)
+
+
+def test_wrap_attention_builds_and_passes_kwargs() -> None:
+    assert wrap_attention("none", 8) is None and wrap_attention(None, 8) is None
+    wrapped = wrap_attention("mhsa", 16, residual="plain", heads=4)
+    assert isinstance(wrapped, AttentionResidual) and wrapped.mode == "plain"
+    assert isinstance(wrapped.block, MultiHeadSelfAttention2d) and wrapped.block.heads == 4
+
+
+def test_set_record_gate_reaches_new_blocks() -> None:
+    model = nn.Sequential(
+        AttentionResidual(SelfAttention2d(16), "weighted"),
+        AttentionResidual(MultiHeadSelfAttention2d(16), "plain"),
+        EfficientChannelAttention(16),
+    )
+    assert set_record_gate(model) == 3
+    model(torch.randn(1, 16, 4, 4))
+    assert model[0].block.last_gate.shape == (1, 1, 4, 4)
+    assert model[1].block.last_gate.shape == (1, 1, 4, 4)
+    assert model[2].last_gate.shape == (1, 16, 1, 1)
+    assert set_record_gate(model, False) == 3
+    assert model[0].block.last_gate is None and model[2].last_gate is None
+    assert not model[1].block.record_gate

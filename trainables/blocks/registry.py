@@ -1,8 +1,14 @@
 """Map attention blocks by name, so a backbone takes `attn_layer="cbam"` like timm's.
 
-Every entry builds as `factory(channels, **kwargs)` and returns a module whose output has
-its input's shape. Token attention (`MultiHeadSelfAttention`) works on (B, N, D) sequences,
-not maps, so it is not in this registry.
+Why one registry for gates and self-attention: every entry builds as
+`factory(channels, **kwargs)` and maps (B, C, H, W) -> (B, C, H, W), so any of them drops
+into any backbone and a sweep can treat the block as one categorical axis. They differ in
+what they return: the gates (se, cbam, spatial, spatial7, eca) return `x * gate`, while the
+map self-attention blocks (selfatt, mhsa) return the attended values F(x) alone. A backbone
+combines either with `x` through `AttentionResidual` / `wrap_attention` (residual.py):
+"none" keeps F(x), "plain" adds x, "weighted" adds x with a learnable gamma from 0.
+Token attention (`MultiHeadSelfAttention`) works on (B, N, D) sequences, not maps, so it is
+not in this registry.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ from collections.abc import Callable
 from torch import nn
 
 from trainables.blocks.cbam import CBAM, SpatialGate
+from trainables.blocks.eca import EfficientChannelAttention
+from trainables.blocks.mhsa2d import MultiHeadSelfAttention2d
+from trainables.blocks.self_attention import SelfAttention2d
 from trainables.blocks.spatial import PointwiseSpatialGate
 from trainables.blocks.squeeze_excite import SqueezeExcite
 
@@ -53,3 +62,6 @@ register_attn("se")(SqueezeExcite)
 register_attn("cbam")(CBAM)
 register_attn("spatial")(PointwiseSpatialGate)  # seed 001's Conv2D(1, 1x1, sigmoid)
 register_attn("spatial7")(SpatialGate)  # CBAM's 7x7 spatial gate on its own
+register_attn("eca")(EfficientChannelAttention)
+register_attn("selfatt")(SelfAttention2d)  # seed 004's SelfAtt: C -> C q/k, unscaled
+register_attn("mhsa")(MultiHeadSelfAttention2d)  # seed 004's MHA: 8 heads, scaled
