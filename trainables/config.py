@@ -53,13 +53,26 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Training-batch augmentation, run batched on the device (never on val or test).
+
+    Off by default: an ablation preset must ask for the augmentation its source used.
+    """
+
+    crop_padding: int = 0            # random crop of the input size after zero-padding
+    flip: bool = False               # random horizontal flip of half the batch
+
+
+@dataclass(frozen=True)
 class TrialConfig:
     """The top level of a trial: which data, which model, how to train, and the seed."""
 
     seed: int = 0
+    variant: str = ""                # the preset's name for this ablation row; a label only
     data: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 

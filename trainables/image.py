@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from trainables.config import ConfigError, TrialConfig, parse
 from trainables.data.registry import load_dataset
+from trainables.data.splits import ArraySplits
+from trainables.explain import ArtifactWriter
 from trainables.loop import FitResult, Reporter, fit
 from trainables.seeding import seed_everything
 
@@ -61,19 +64,46 @@ def parse_trial(config: dict[str, Any]) -> TrialConfig:
     return parse(TrialConfig, config)
 
 
+def build_augment(trial: TrialConfig, splits: ArraySplits,
+                  generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The batched on-device augmentation the trial asks for, or None."""
+    aug = trial.augment
+    if aug.crop_padding < 0:
+        raise ConfigError(f"augment.crop_padding={aug.crop_padding} must be >= 0")
+    if aug.crop_padding == 0 and not aug.flip:
+        return None
+    from trainables.data.augment import RandomCropFlip, fill_for
+
+    # Pad with black pixels as torchvision pads the raw image, whatever the normalisation.
+    fill = fill_for(splits.mean, splits.std) if splits.mean is not None else 0.0
+    return RandomCropFlip(padding=aug.crop_padding, flip=aug.flip, fill=fill,
+                          generator=generator)
+
+
 def run_image_trial(
     config: dict[str, Any],
     *,
     report: Reporter,
     resume: dict[str, Any] | None = None,
     device: str | None = None,
+    artifacts: ArtifactWriter | None = None,
 ) -> FitResult:
     """Run one trial to completion. ``device`` overrides the config's (the Ray seam knows
-    whether the trial was given a GPU; the config cannot)."""
+    whether the trial was given a GPU; the config cannot). With ``artifacts``, a trial that
+    ends with usable weights saves what its model looked at (see trainables.explain)."""
     trial = parse_trial(config)
     generator = seed_everything(trial.seed)
     splits = load_dataset(trial.data)
     data = splits.to_device(resolve_device(device or trial.device))
     model = build_model(trial.model, in_channels=splits.x_train.shape[1],
                         num_classes=splits.num_classes)
-    return fit(model, data, trial.train, report=report, generator=generator, resume=resume)
+    augment = build_augment(trial, splits, generator)
+    result = fit(model, data, trial.train, report=report, generator=generator, resume=resume,
+                 augment=augment)
+    if artifacts is not None and result.status != "diverged":
+        from trainables.explain import write_artifacts
+
+        write_artifacts(model, data, splits.x_val, artifacts, class_names=splits.class_names,
+                        max_batches=trial.train.max_batches,
+                        eval_batch_size=trial.train.eval_batch_size)
+    return result

@@ -25,7 +25,32 @@ def _run(kind: str):
     raise ValueError(f"unknown trainable {kind!r}; choose from {', '.join(TRAINABLES)}")
 
 
-def tune_trainable(config: dict[str, Any], *, kind: str, cpus: float = 1.0) -> None:
+def artifact_writer(run_location: str, trial_id: str):
+    """``write(name, payload)`` into ``<run>/artifacts/<trial_id>/``, local or on a bucket.
+
+    Workers write straight to the run's storage (multi-node runs need shared storage anyway),
+    to a dot-temp name first, so the report never reads half a file.
+    """
+    import pyarrow.fs as pafs
+
+    if "://" in run_location:
+        fs, root = pafs.FileSystem.from_uri(run_location)
+    else:
+        fs, root = pafs.LocalFileSystem(), str(Path(run_location).expanduser().resolve())
+    folder = f"{root}/artifacts/{trial_id}"
+
+    def write(name: str, payload: bytes) -> None:
+        fs.create_dir(folder, recursive=True)
+        temp = f"{folder}/.{name}.tmp"
+        with fs.open_output_stream(temp) as stream:
+            stream.write(payload)
+        fs.move(temp, f"{folder}/{name}")
+
+    return write
+
+
+def tune_trainable(config: dict[str, Any], *, kind: str, cpus: float = 1.0,
+                   run_location: str | None = None) -> None:
     """Ray Tune function trainable for every modality (``kind`` picks the trial builder)."""
     import ray
     from ray import tune
@@ -49,4 +74,7 @@ def tune_trainable(config: dict[str, Any], *, kind: str, cpus: float = 1.0) -> N
             torch.save(state, os.path.join(directory, CHECKPOINT_FILE))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
-    _run(kind)(config, report=report, resume=resume, device=device)
+    artifacts = None
+    if run_location is not None:
+        artifacts = artifact_writer(run_location, tune.get_context().get_trial_id())
+    _run(kind)(config, report=report, resume=resume, device=device, artifacts=artifacts)

@@ -1,7 +1,18 @@
 """Model builders by name; importing this package registers every model."""
 
 # Importing each model module runs its @register_model decorators.
+from trainables.models.cifar_resnet import CifarResNet
+from trainables.models.light_cnn import LightCNN
 from trainables.models.mnist_cnn import MnistCNN
 from trainables.models.registry import get_model, list_models, register_model
+from trainables.models.vgg_attention import VGGAttention
 
-__all__ = ["MnistCNN", "get_model", "list_models", "register_model"]
+__all__ = [
+    "CifarResNet",
+    "LightCNN",
+    "MnistCNN",
+    "VGGAttention",
+    "get_model",
+    "list_models",
+    "register_model",
+]
