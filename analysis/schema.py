@@ -7,7 +7,10 @@ renamed for both sides at once.
       meta.json               see META_KEYS
       trials.parquet          one row per trial: TRIAL_COLUMNS + "cfg.<dotted.key>" columns
       epochs/<trial>.parquet  one row per (trial, epoch): EPOCH_COLUMNS
-      artifacts/<trial>/      per-trial files (attention maps, checkpoint pointer)
+      artifacts/<trial>/      per-trial files, written by the trial itself at its end:
+        maps.npz              fixed validation images with Grad-CAM and attention maps
+                              (keys documented in trainables/explain.py)
+        confusion.json        {"split", "matrix": [[true x predicted]], "class_names"}
       report.html
 """
 
@@ -17,6 +20,8 @@ TRIALS_FILE = "trials.parquet"
 EPOCHS_DIR = "epochs"
 META_FILE = "meta.json"
 ARTIFACTS_DIR = "artifacts"
+MAPS_FILE = "maps.npz"              # same names as trainables.explain writes
+CONFUSION_FILE = "confusion.json"
 REPORT_FILE = "report.html"
 
 # Prefix of the flattened trial config columns in trials.parquet (e.g. "cfg.model.attention").

@@ -28,6 +28,7 @@ class SweepOptions:
     """The command-line choices that shape a sweep; None means 'the preset's default'."""
 
     overrides: tuple[str, ...] = ()
+    profiles: tuple[str, ...] = ()
     seeds: int | None = None
     scheduler: str | None = None
     search: str | None = None
@@ -61,6 +62,13 @@ def make_plan(experiment: Experiment, options: SweepOptions) -> Plan:
     if seeds < 1:
         raise UserError(f"--seeds {seeds}: need at least 1")
     space["seed"] = tune.grid_search(list(range(seeds)))
+    for name in options.profiles:
+        if name not in experiment.profiles:
+            valid = ", ".join(experiment.profiles) or "none defined"
+            raise UserError(f"unknown profile {name!r} for preset {experiment.name}; "
+                            f"choose from: {valid}")
+        for key, value in experiment.profiles[name].items():
+            set_path(space, key, copy.deepcopy(value))
     if options.smoke:
         for key, value in experiment.smoke.items():
             set_path(space, key, value)
@@ -84,6 +92,9 @@ def make_plan(experiment: Experiment, options: SweepOptions) -> Plan:
     n_trials = count_trials(space, samples)
     notes = []
     num_samples = samples
+    if search == "optuna" and _has_functions(space):
+        raise UserError(f"preset {experiment.name} has named variants with per-variant settings, "
+                        "which optuna cannot sample; use --search grid (and --samples)")
     if search == "optuna":
         # Optuna cannot take grid axes: they become categorical choices it may favour.
         for key, values in grid_axes(space).items():
@@ -102,6 +113,14 @@ def make_plan(experiment: Experiment, options: SweepOptions) -> Plan:
         gpus=options.gpus_per_trial if options.gpus_per_trial is not None else resources.gpu,
         max_concurrent=options.max_concurrent, max_t=epochs, notes=tuple(notes),
     )
+
+
+def _has_functions(node: Any) -> bool:
+    from ray.tune.search.sample import Function
+
+    if isinstance(node, Function):
+        return True
+    return isinstance(node, dict) and any(_has_functions(v) for v in node.values())
 
 
 def _check_data(space: dict[str, Any]) -> None:

@@ -83,13 +83,14 @@ def init_ray(address: str | None, verbosity: int) -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _trainable(kind: str, cpus: float, gpus: float):
+def _trainable(kind: str, cpus: float, gpus: float, run_location: str):
     from ray import tune
 
     from trainables.tune_adapter import tune_trainable
 
-    return tune.with_resources(tune.with_parameters(tune_trainable, kind=kind, cpus=cpus),
-                               {"cpu": cpus, "gpu": gpus})
+    return tune.with_resources(
+        tune.with_parameters(tune_trainable, kind=kind, cpus=cpus, run_location=run_location),
+        {"cpu": cpus, "gpu": gpus})
 
 
 def build_tuner(plan: Plan, target: RunTarget, verbosity: int):
@@ -107,7 +108,7 @@ def build_tuner(plan: Plan, target: RunTarget, verbosity: int):
     search = build_search(plan.search, metric=exp.metric, mode=exp.mode,
                           max_concurrent=plan.max_concurrent)
     return tune.Tuner(
-        _trainable(exp.trainable, plan.cpus, plan.gpus),
+        _trainable(exp.trainable, plan.cpus, plan.gpus, target.location),
         param_space=plan.space,
         tune_config=tune.TuneConfig(
             metric=exp.metric, mode=exp.mode, scheduler=scheduler, search_alg=search,
@@ -160,6 +161,24 @@ def finish_meta(target: RunTarget, state: str) -> None:
     files.write_json(record, "meta.json")
 
 
+def fit_to_cluster(plan: Plan, *, explicit_gpus: bool) -> Plan:
+    """Drop a preset's GPU request on a cluster without GPUs, so its trials are not left
+    pending forever; a GPU request the user typed is an error instead."""
+    import ray
+
+    if plan.gpus <= 0:
+        return plan
+    available = ray.cluster_resources().get("GPU", 0)
+    if available > 0:
+        return plan
+    if explicit_gpus:
+        raise UserError(f"--gpus-per-trial {plan.gpus:g} but the Ray cluster has no GPU; "
+                        "drop the flag to run on CPU or connect with --address to a GPU cluster")
+    note = (f"the preset asks for {plan.gpus:g} GPU per trial but this cluster has none: "
+            "running on CPU")
+    return dataclasses.replace(plan, gpus=0.0, notes=(*plan.notes, note))
+
+
 def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
             verbosity: int, argv: list[str], options: Any) -> int:
     """Run (or resume) the sweep; return the CLI's exit code."""
@@ -170,6 +189,7 @@ def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
         raise UserError(f"no resumable run at {target.location}; "
                         "check --storage and --name (see the run directories under it)")
     init_ray(address, verbosity)
+    plan = fit_to_cluster(plan, explicit_gpus=options.gpus_per_trial is not None)
     write_meta(target, plan, argv, options)
     if verbosity > 0:
         verb = "resuming" if resume else "running"
@@ -180,7 +200,8 @@ def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
     if resume:
         tuner = tune.Tuner.restore(
             target.location,
-            trainable=_trainable(plan.experiment.trainable, plan.cpus, plan.gpus),
+            trainable=_trainable(plan.experiment.trainable, plan.cpus, plan.gpus,
+                               target.location),
             resume_unfinished=True, resume_errored=True,
         )
     else:

@@ -16,13 +16,17 @@ from typing import Any
 
 import torch
 from ray import tune
-from ray.tune.search.sample import Domain
+from ray.tune.search.sample import Domain, Function
 
 from orchestrator.errors import UserError
 from search_spaces.experiment import Experiment
+from search_spaces.variants import VARIANT_KEY, check_variant
 from trainables.config import ConfigError
 from trainables.data.registry import parse_data_config
 from trainables.image import build_model, parse_trial
+
+# Top-level config sections a `--set` key may start with.
+SECTIONS = ("data", "model", "train", "augment")
 
 
 def parse_value(text: str) -> Any:
@@ -85,20 +89,34 @@ def grid_axes(space: Mapping[str, Any], prefix: str = "") -> dict[str, list[Any]
 
 
 def concrete_configs(space: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
-    """One config per grid point, random domains replaced by a sample: for validation."""
+    """One config per grid point, random domains replaced by a sample: for validation.
+
+    Values that depend on the config (``tune.sample_from``, e.g. per-variant recipes) are
+    resolved last, from the grid point they belong to, as Ray does.
+    """
     axes = grid_axes(space)
     for values in itertools.product(*axes.values()):
         config = _resolve_domains(copy.deepcopy(dict(space)))
         for key, value in zip(axes, values, strict=True):
             set_path(config, key, value)
-        yield config
+        yield _resolve_functions(config, config)
 
 
 def _resolve_domains(node: Any) -> Any:
+    if isinstance(node, Function):
+        return node  # needs the finished config; see _resolve_functions
     if isinstance(node, Domain):
         return node.sample()
     if isinstance(node, dict) and not is_grid(node):
         return {k: _resolve_domains(v) for k, v in node.items()}
+    return node
+
+
+def _resolve_functions(node: Any, config: dict[str, Any]) -> Any:
+    if isinstance(node, Function):
+        return node.func(config) if node.pass_config else node.func()
+    if isinstance(node, dict):
+        return {k: _resolve_functions(v, config) for k, v in node.items()}
     return node
 
 
@@ -114,10 +132,13 @@ def apply_overrides(experiment: Experiment, space: dict[str, Any],
         if key == "seed":
             raise UserError("--set seed=... is not allowed; use --seeds N")
         section = key.split(".")[0]
-        if section not in ("data", "model", "train") and not has_path(space, key):
-            raise UserError(f"unknown override key {key!r}; keys start with data., model. or train. "
+        if section not in SECTIONS and not has_path(space, key):
+            raise UserError(f"unknown override key {key!r}; keys start with "
+                            f"{', '.join(s + '.' for s in SECTIONS)} "
                             f"(see `python -m orchestrator show {experiment.name}`)")
         value = parse_value(text)
+        if key == VARIANT_KEY:
+            _check_variants(experiment, value)
         current = get_path(space, key) if has_path(space, key) else None
         keeps_list = isinstance(current, list | tuple) or key == "train.milestones"
         if isinstance(value, list) and not keeps_list:
@@ -128,6 +149,18 @@ def apply_overrides(experiment: Experiment, space: dict[str, Any],
                 variant_keys.append(key)
         set_path(space, key, value)
     return space, tuple(variant_keys)
+
+
+def _check_variants(experiment: Experiment, value: Any) -> None:
+    known = experiment.param_space.get(VARIANT_KEY)
+    if not is_grid(known):
+        raise UserError(f"preset {experiment.name} has no named variants; --set variant=... "
+                        "does not apply")
+    for name in value if isinstance(value, list) else [value]:
+        try:
+            check_variant(name, list(known["grid_search"]))
+        except ConfigError as err:
+            raise UserError(str(err)) from None
 
 
 def validate_space(space: Mapping[str, Any], overrides: list[str]) -> None:

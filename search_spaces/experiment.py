@@ -48,3 +48,6 @@ class Experiment:
     reduction_factor: float = 3
     smoke: Mapping[str, Any] = field(default_factory=lambda: {"train.epochs": 2, "train.max_batches": 4})
     reported_note: str = ""                      # how the source measured its numbers
+    # Named bundles of overrides (`--profile NAME`): {"dotted.key": value}. Applied after
+    # the preset and before `--set`, e.g. one shared recipe for every variant, or MNIST.
+    profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

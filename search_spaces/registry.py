@@ -12,6 +12,9 @@ from search_spaces.experiment import Experiment
 # name -> module defining EXPERIMENT. Modules are imported lazily: `list` stays fast.
 PRESETS: dict[str, str] = {
     "mnist_attention": "search_spaces.mnist_attention",
+    "cifar10_cnntention": "search_spaces.cifar10_cnntention",
+    "vgg16_attention": "search_spaces.vgg16_attention",
+    "spatial_attention_cosine": "search_spaces.spatial_attention_cosine",
 }
 
 

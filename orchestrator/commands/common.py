@@ -24,6 +24,9 @@ def add_sweep_arguments(parser) -> None:
     group.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. train.lr=0.01 or model.attention=[none,se] "
                             "(a list makes a grid axis); repeatable")
+    group.add_argument("--profile", dest="profiles", action="append", default=[], metavar="NAME",
+                       help="apply one of the preset's named override bundles (see `show`), "
+                            "before any --set; repeatable")
     group.add_argument("--seeds", type=int, help="seeds per variant (default: the preset's)")
     group.add_argument("--scheduler", choices=("asha-per-variant", "asha", "fifo"),
                        help="trial scheduler (default: the preset's)")
@@ -51,7 +54,7 @@ def sweep_options(args):
         if value is not None and value < 0:
             raise UserError(f"{flag} {value}: must not be negative")
     return SweepOptions(
-        overrides=tuple(args.overrides), seeds=args.seeds, scheduler=args.scheduler,
+        overrides=tuple(args.overrides), profiles=tuple(args.profiles), seeds=args.seeds, scheduler=args.scheduler,
         search=args.search, samples=args.samples, max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         data_root=args.data_root, smoke=args.smoke,

@@ -13,6 +13,7 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from orchestrator.space import grid_axes
     from search_spaces.registry import load_experiment, preset_names
     from trainables.data.registry import dataset_spec
 
@@ -20,7 +21,11 @@ def run(args: argparse.Namespace) -> int:
     for name in preset_names():
         exp = load_experiment(name)
         data = exp.param_space.get("data", {})
-        ok, detail = dataset_spec(data["name"]).available(args.data_root or data.get("root"))
+        names = grid_axes(data).get("name") or [data["name"]]
+        checks = [dataset_spec(n).available(args.data_root or data.get("root")) for n in names]
+        ok = all(found for found, _ in checks)
+        detail = "; ".join(f"{n}: {d}" if len(names) > 1 else d
+                           for n, (_, d) in zip(names, checks, strict=True))
         rows.append((name, exp.modality, "yes" if ok else "no", detail, exp.source))
     width = max(len(r[0]) for r in rows)
     print(f"{'preset':<{width}}  modality     data  source")

@@ -76,6 +76,7 @@ def _stored_options(target, args):
                         "check --storage and --name")
     stored = files.read_json("meta.json").get("options", {})
     stored["overrides"] = tuple(stored.get("overrides", ()))
+    stored["profiles"] = tuple(stored.get("profiles", ()))
     return SweepOptions(**stored)
 
 

@@ -19,8 +19,10 @@ def add_parser(commands) -> None:
 
 
 def _describe(value: Any) -> Any:
-    from ray.tune.search.sample import Domain
+    from ray.tune.search.sample import Domain, Function
 
+    if isinstance(value, Function):
+        return repr(value.func)
     if isinstance(value, dict):
         if set(value) == {"grid_search"}:
             return f"grid{value['grid_search']}"
@@ -45,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
           + (f", at most {plan.max_concurrent} at once" if plan.max_concurrent else ""))
     for note in plan.notes:
         print(f"note:       {note}")
+    for name, settings in exp.profiles.items():
+        shown = " ".join(f"{k}={v}" for k, v in settings.items())
+        print(f"profile:    --profile {name}: {shown}")
     print("space:")
     for line in json.dumps(_describe(plan.space), indent=2, default=str).splitlines():
         print(f"  {line}")
