@@ -68,4 +68,6 @@ class ProgressView(Callback):
         self._done.add(trial.trial_id)
         from orchestrator.sink import _error_line
 
-        self._say(f"[{len(self._done)}/{self.total}] {self._name(trial)}: ERROR {_error_line(trial)}")
+        where = getattr(trial, "path", None) or "the trial's directory"
+        self._say(f"[{len(self._done)}/{self.total}] {self._name(trial)}: ERROR {_error_line(trial)}"
+                  f" (traceback: {where}/error.txt)")

@@ -81,6 +81,10 @@ def init_ray(address: str | None, verbosity: int) -> None:
     if verbosity < 2:
         for name in ("ray", "ray.tune", "ray.train", "ray.air"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        # A failed trial is one line from ProgressView naming its error.txt; Tune's own
+        # ERROR record would print the whole traceback into the progress output.
+        logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
+        logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)
 
 
 def _trainable(kind: str, cpus: float, gpus: float, run_location: str):

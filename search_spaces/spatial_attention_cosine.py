@@ -55,5 +55,6 @@ EXPERIMENT = Experiment(
     scheduler="asha-per-variant",
     search="grid",
     resources=Resources(cpu=1, gpu=0.25),
-    smoke={"train.epochs": 2, "train.max_batches": 4, "train.eval_batch_size": 256},
+    smoke={"train.epochs": 2, "train.max_batches": 4, "train.eval_batch_size": 256,
+           "data.val_size": 0.1},
 )

@@ -70,5 +70,5 @@ EXPERIMENT = Experiment(
     search="grid",
     resources=Resources(cpu=1, gpu=0.5),
     smoke={"train.epochs": 2, "train.max_batches": 4, "train.batch_size": 32,
-           "train.eval_batch_size": 128, "model.width": 8},
+           "train.eval_batch_size": 128, "model.width": 8, "data.val_size": 0.1},
 )

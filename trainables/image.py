@@ -98,12 +98,13 @@ def run_image_trial(
     model = build_model(trial.model, in_channels=splits.x_train.shape[1],
                         num_classes=splits.num_classes)
     augment = build_augment(trial, splits, generator)
-    result = fit(model, data, trial.train, report=report, generator=generator, resume=resume,
-                 augment=augment)
-    if artifacts is not None and result.status != "diverged":
+
+    def save_artifacts(final: torch.nn.Module) -> None:
         from trainables.explain import write_artifacts
 
-        write_artifacts(model, data, splits.x_val, artifacts, class_names=splits.class_names,
+        write_artifacts(final, data, splits.x_val, artifacts, class_names=splits.class_names,
                         max_batches=trial.train.max_batches,
                         eval_batch_size=trial.train.eval_batch_size)
-    return result
+
+    return fit(model, data, trial.train, report=report, generator=generator, resume=resume,
+               augment=augment, on_finish=save_artifacts if artifacts is not None else None)

@@ -124,11 +124,14 @@ def fit(
     generator: torch.Generator,
     resume: dict[str, Any] | None = None,
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    on_finish: Callable[[nn.Module], None] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data``; report one row per epoch; return how the trial ended.
 
     ``augment`` runs on whole training batches on the device. ``resume`` is a checkpoint
     state from an earlier report of the same trial: training continues after its epoch.
+    ``on_finish(model)`` runs once with the final (or restored best) weights *before* the
+    last report, because a scheduler may stop the trial the moment it sees that report.
     """
     device = data.x_train.device
     params = count_parameters(model)
@@ -251,6 +254,8 @@ def fit(
                 row.update(test_loss=test[0], test_acc=test[1])
             row["status"] = "early_stopped" if out_of_patience else "ok"
             row["stopped_by"] = "patience" if out_of_patience else None
+            if on_finish is not None:
+                on_finish(model)
 
         state = {
             "version": CHECKPOINT_VERSION,

@@ -62,8 +62,10 @@ class MultiHeadSelfAttention2d(RecordsMap):
 
     def _split_heads(self, t: torch.Tensor) -> torch.Tensor:
         b = t.shape[0]
-        # (B, heads*d, H, W) -> (B, heads, d, N) -> (B, heads, N, d)
-        return t.view(b, self.heads, self.head_channels, -1).transpose(2, 3)
+        # (B, heads*d, H, W) -> (B, heads, d, N) -> (B, heads, N, d). Contiguous: on a
+        # strided view the fused kernels fall back to the math path, which builds the
+        # (B, heads, N, N) matrix (16 GB at batch 128 on a 32x32 map).
+        return t.view(b, self.heads, self.head_channels, -1).transpose(2, 3).contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels:

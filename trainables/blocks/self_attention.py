@@ -57,9 +57,11 @@ class SelfAttention2d(RecordsMap):
                 f"got {tuple(x.shape)}"
             )
         b, c, h, w = x.shape
-        q = self.to_q(x).flatten(2).transpose(1, 2)  # (B, N, qk)
-        k = self.to_k(x).flatten(2).transpose(1, 2)  # (B, N, qk)
-        v = self.to_v(x).flatten(2).transpose(1, 2)  # (B, N, C)
+        # Contiguous tokens: on strided views the fused kernels fall back to the math path,
+        # which materialises the (B, N, N) matrix.
+        q = self.to_q(x).flatten(2).transpose(1, 2).contiguous()  # (B, N, qk)
+        k = self.to_k(x).flatten(2).transpose(1, 2).contiguous()  # (B, N, qk)
+        v = self.to_v(x).flatten(2).transpose(1, 2).contiguous()  # (B, N, C)
         if self.record_gate:
             # The fused kernel never materialises the (N, N) matrix; to record where
             # attention went, take the explicit path (same math).
