@@ -62,6 +62,11 @@ def make_plan(experiment: Experiment, options: SweepOptions) -> Plan:
     if seeds < 1:
         raise UserError(f"--seeds {seeds}: need at least 1")
     space["seed"] = tune.grid_search(list(range(seeds)))
+    if options.smoke:
+        for key, value in experiment.smoke.items():
+            set_path(space, key, value)
+    # Profiles after the smoke settings: they act like --set bundles and may replace a whole
+    # section (e.g. data), which must not then receive the preset's smoke keys for it.
     for name in options.profiles:
         if name not in experiment.profiles:
             valid = ", ".join(experiment.profiles) or "none defined"
@@ -69,9 +74,6 @@ def make_plan(experiment: Experiment, options: SweepOptions) -> Plan:
                             f"choose from: {valid}")
         for key, value in experiment.profiles[name].items():
             set_path(space, key, copy.deepcopy(value))
-    if options.smoke:
-        for key, value in experiment.smoke.items():
-            set_path(space, key, value)
     if options.data_root is not None:
         if not has_path(space, "data.root"):
             raise UserError(f"preset {experiment.name} has no data.root to set from --data-root")

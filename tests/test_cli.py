@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -111,6 +112,72 @@ class TestRun:
         assert (kept["val_acc"] == kept["val_acc_after"]).all()
 
 
+@pytest.fixture(scope="module")
+def generated_cifar(tmp_path_factory) -> Path:
+    """CIFAR-10 and CIFAR-100 in their real pickle layout, small and learnable."""
+    from trainables.data.cifar import write_cifar
+
+    root = tmp_path_factory.mktemp("cifar_cli")
+    write_cifar(root, classes=10, n_train=600, n_test=100)
+    write_cifar(root, classes=100, n_train=1000, n_test=200)
+    return root
+
+
+@pytest.mark.slow
+class TestImagePresets:
+    """Each image preset, every variant, end to end on generated data in the real format."""
+
+    def _run(self, tmp_path, preset, *extra):
+        out = cli("run", preset, "--smoke", "--seeds", "1", "--storage", str(tmp_path),
+                  "--name", "smoke", *extra, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        run_dir = tmp_path / preset / "smoke"
+        trials = _trials(run_dir)
+        assert set(trials["status"]) == {"ok"} and trials["test_acc"].null_count() == 0
+        for trial_id in trials["trial_id"]:
+            maps = np.load(run_dir / "artifacts" / trial_id / "maps.npz")
+            assert maps["gradcam"].shape[0] == maps["labels"].shape[0] > 0
+            assert (run_dir / "artifacts" / trial_id / "confusion.json").is_file()
+        assert (run_dir / "report.html").is_file()
+        return trials, run_dir
+
+    def test_cifar10_cnntention_every_variant_with_its_recipe(self, tmp_path, generated_cifar):
+        trials, run_dir = self._run(tmp_path, "cifar10_cnntention", "--data-root",
+                                    str(generated_cifar))
+        assert sorted(trials["variant"]) == sorted(
+            ["baseline", "selfatt", "selfatt_weighted", "mha", "mha_weighted", "cbam_r8",
+             "cbam_r16", "cbam_r32"])
+        recipe = {row[0]: row[1:] for row in trials.select(
+            "variant", "cfg.train.optimizer", "cfg.train.lr").iter_rows()}
+        assert recipe["baseline"] == ("sgd", 0.1) and recipe["mha"] == ("adam", 5e-4)
+        assert recipe["cbam_r32"] == ("adam", 5e-3)
+        params = dict(trials.select("variant", "params").iter_rows())
+        assert params["baseline"] == 269_722
+        maps = np.load(run_dir / "artifacts" / trials.filter(
+            pl.col("variant") == "cbam_r16")["trial_id"][0] / "maps.npz")
+        assert sum(k.startswith("attention/") for k in maps.files) == 3
+
+    def test_cifar10_cnntention_on_bundled_mnist(self, tmp_path):
+        trials, _ = self._run(tmp_path, "cifar10_cnntention", "--profile", "mnist-bundled",
+                              "--set", "variant=[baseline,selfatt_weighted]")
+        assert set(trials["cfg.data.name"]) == {"reduced_mnist"}
+        assert dict(trials.select("variant", "params").iter_rows())["baseline"] == 269_434
+
+    def test_vgg16_attention_on_both_cifars(self, tmp_path, generated_cifar):
+        trials, _ = self._run(tmp_path, "vgg16_attention", "--data-root", str(generated_cifar))
+        assert trials.height == 8
+        assert set(trials["cfg.data.name"]) == {"cifar10", "cifar100"}
+
+    def test_spatial_attention_cosine(self, tmp_path, generated_cifar):
+        trials, run_dir = self._run(tmp_path, "spatial_attention_cosine", "--data-root",
+                                    str(generated_cifar))
+        assert set(trials["variant"]) == {
+            "attention=none,optimizer=adam", "attention=none,optimizer=adamw",
+            "attention=spatial7,optimizer=adam", "attention=spatial7,optimizer=adamw"}
+        lrs = _epochs(run_dir).group_by("epoch").agg(pl.col("lr").first()).sort("epoch")
+        assert lrs["lr"].to_list() == pytest.approx([1e-3, 5e-4])  # cosine over 2 epochs
+
+
 class TestBadInput:
     @pytest.mark.parametrize(("args", "message"), [
         (("run", "mnist_atention"), "did you mean 'mnist_attention'"),
@@ -123,6 +190,13 @@ class TestBadInput:
          "no run"),
         (("report", "/nonexistent/run"), "/nonexistent/run"),
         (("run", "mnist_attention", "--seeds", "0"), "--seeds 0"),
+        (("run", "cifar10_cnntention"), "cifar-10-batches-py/{data_batch_1"),
+        (("run", "cifar10_cnntention", "--data-root", "/nonexistent"), "data_batch_1"),
+        (("run", "cifar10_cnntention", "--set", "variant=[baseline,cbam_r4]"),
+         "unknown variant='cbam_r4'"),
+        (("run", "cifar10_cnntention", "--profile", "imagenet"), "unknown profile 'imagenet'"),
+        (("show", "mnist_attention", "--set", "model.attention=cbam",
+          "--set", "model.reduction=64"), "unknown config key model.reduction"),
     ])
     def test_one_line_error_and_nonzero_exit(self, args, message):
         out = cli(*args, timeout=120)
