@@ -23,6 +23,7 @@ from analysis.charts import (
     seed_spread_chart,
     val_curves_chart,
 )
+from analysis.gallery import gallery_html
 from analysis.load import Run, load_run
 from analysis.schema import REPORT_FILE
 from analysis.summary import MISSING, display_table, summarize, variant_order
@@ -62,6 +63,8 @@ _FACTS: tuple[tuple[str, str], ...] = (
 )
 
 _CSS = """
+table.gallery th { text-align: right; font-weight: normal; padding-right: .6em; }
+table.gallery img { image-rendering: pixelated; display: block; }
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
        padding: 0 1em; color: #222; }
 h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top: 2em; }
@@ -90,7 +93,7 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     target = Path(out) if out is not None else run_dir / REPORT_FILE
-    text = render_report(run, title_fallback=run_dir.name)
+    text = render_report(run, title_fallback=run_dir.name, run_dir=run_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     try:
@@ -101,8 +104,10 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     return target
 
 
-def render_report(run: Run, title_fallback: str = "run") -> str:
-    """The report for `run` as one HTML string (see the module docstring for why offline)."""
+def render_report(run: Run, title_fallback: str = "run", run_dir: Path | None = None) -> str:
+    """The report for `run` as one HTML string (see the module docstring for why offline).
+
+    With `run_dir`, the trials' attention-map artifacts become an inline gallery."""
     meta = run.meta
     summary = summarize(run)
     order = variant_order(run)
@@ -159,6 +164,9 @@ def render_report(run: Run, title_fallback: str = "run") -> str:
         )
     else:
         parts.append('<p class="note">No test accuracy yet and none reported.</p>')
+
+    if run_dir is not None:
+        parts.append(gallery_html(run_dir, run.trials, order))
 
     parts.append("<h2>Trials</h2>")
     parts.append(_trials_html(run.trials, order))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import json
 import re
 import statistics
@@ -11,14 +13,17 @@ import types
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 
 from analysis import format_table, load_run, render_report, summarize, variant_order, write_report
 from analysis.load import EPOCH_DTYPES, TRIAL_DTYPES
 from analysis.schema import (
+    ARTIFACTS_DIR,
     EPOCH_COLUMNS,
     EPOCHS_DIR,
+    MAPS_FILE,
     META_FILE,
     REPORT_FILE,
     TRIAL_COLUMNS,
@@ -479,3 +484,57 @@ class TestWriteReport:
     def test_missing_run_dir(self, tmp_path: Path) -> None:
         with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "gone"))):
             write_report(tmp_path / "gone")
+
+
+# ------------------------------------------------------------------------------ gallery
+
+
+def _write_maps(path: Path, n: int = 10, with_attention: bool = True) -> None:
+    rng = np.random.default_rng(0)
+    payload = {
+        "images": rng.integers(0, 256, (n, 1, 28, 28), dtype=np.uint8),
+        "labels": np.arange(n) % 10,
+        "predictions": (np.arange(n) + 1) % 10,
+        "confidence": np.full(n, 0.5, dtype=np.float32),
+        "index": np.arange(n),
+        "gradcam": rng.random((n, 28, 28)).astype(np.float16),
+        "class_names": np.array([f"digit{k}" for k in range(10)]),
+    }
+    if with_attention:
+        payload["attention/attn1.block"] = rng.random((n, 28, 28)).astype(np.float16)
+        payload["channel/attn2"] = rng.random((n, 16)).astype(np.float16)
+    path.parent.mkdir(parents=True)
+    np.savez_compressed(path, **payload)
+
+
+class TestGallery:
+    def test_report_embeds_one_gallery_per_variant_with_maps(
+        self, run_dir: Path, no_vl_convert: None
+    ) -> None:
+        trials = pl.read_parquet(run_dir / TRIALS_FILE)
+        first = {v: trials.filter(pl.col("variant") == v).sort("seed")["trial_id"][0]
+                 for v in ("cbam", "se")}
+        _write_maps(run_dir / ARTIFACTS_DIR / first["cbam"] / MAPS_FILE)
+        _write_maps(run_dir / ARTIFACTS_DIR / first["se"] / MAPS_FILE, with_attention=False)
+        text = write_report(run_dir).read_text(encoding="utf-8")
+        _no_remote_resources(text)
+        assert "What the models looked at" in text
+        # cbam: input + Grad-CAM + one attention map; se: input + Grad-CAM. Channel gates
+        # have no picture.
+        assert text.count("data:image/png;base64,") == 5
+        assert "attn1.block" in text and "digit0→digit1" in text
+        png = re.search(r'data:image/png;base64,([^"]+)"', text).group(1)
+        from PIL import Image
+
+        strip = Image.open(io.BytesIO(base64.b64decode(png)))
+        assert strip.size == (8 * 64, 64)  # eight images of 64 px in a row
+
+    def test_damaged_or_missing_maps_leave_the_report_intact(
+        self, run_dir: Path, no_vl_convert: None
+    ) -> None:
+        trials = pl.read_parquet(run_dir / TRIALS_FILE)
+        broken = run_dir / ARTIFACTS_DIR / trials["trial_id"][0] / MAPS_FILE
+        broken.parent.mkdir(parents=True)
+        broken.write_bytes(b"not a zip")
+        text = write_report(run_dir).read_text(encoding="utf-8")
+        assert "What the models looked at" not in text and "<h2>Trials</h2>" in text
