@@ -39,7 +39,9 @@ accepted and ignored, so a grid over attention x reduction builds every cell.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -264,33 +266,18 @@ def cifar_resnet(
 
 
 def _fixed_depth(depth: int) -> Callable[..., CifarResNet]:
-    """A builder with `depth` fixed: the thin variants of `cifar_resnet`."""
+    """A builder with `depth` fixed: the thin variants of `cifar_resnet`.
 
-    def builder(
-        *,
-        in_channels: int = 3,
-        num_classes: int = 10,
-        attention: str = "none",
-        placement: str = "stage",
-        residual: str = "plain",
-        reduction: int = 16,
-        heads: int = 8,
-        scaled: bool = False,
-        attention_init: str = "default",
-    ) -> CifarResNet:
-        return CifarResNet(
-            depth=depth,
-            in_channels=in_channels,
-            num_classes=num_classes,
-            attention=attention,
-            placement=placement,
-            residual=residual,
-            reduction=reduction,
-            heads=heads,
-            scaled=scaled,
-            attention_init=attention_init,
-        )
+    Its signature is `cifar_resnet`'s without `depth`, so config validation (which reads
+    the builder's signature) refuses `model.depth` on a fixed-depth name.
+    """
 
+    def builder(**kwargs: Any) -> CifarResNet:
+        return cifar_resnet(depth=depth, **kwargs)
+
+    full = inspect.signature(cifar_resnet)
+    builder.__signature__ = full.replace(  # type: ignore[attr-defined]
+        parameters=[p for name, p in full.parameters.items() if name != "depth"])
     builder.__name__ = builder.__qualname__ = f"cifar_resnet{depth}"
     builder.__doc__ = (
         f"ResNet-{depth} for CIFAR (He et al. 2016 §4.2), seed 004's backbone; the arguments "
