@@ -53,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     print("space:")
     for line in json.dumps(_describe(plan.space), indent=2, default=str).splitlines():
         print(f"  {line}")
+    if exp.description:
+        print("about:")
+        for line in exp.description.strip().splitlines():
+            print(f"  {line}".rstrip())
     print(f"reported by the source ({exp.reported_note or 'as published'}):")
     for variant, numbers in exp.reported.items():
         print(f"  {variant:<12} " + "  ".join(f"{k} {v:g}" for k, v in numbers.items()))
