@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,8 @@ class Plan:
     max_concurrent: int | None
     max_t: int
     notes: tuple[str, ...] = field(default_factory=tuple)
+    reported: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    reported_note: str = ""
 
 
 def make_plan(experiment: Experiment, options: SweepOptions) -> Plan:
@@ -107,6 +110,10 @@ def make_plan(experiment: Experiment, options: SweepOptions) -> Plan:
     epochs = get_path(space, "train.epochs") if has_path(space, "train.epochs") else 1
     if not isinstance(epochs, int):
         raise UserError("train.epochs must be a single integer (ASHA needs it as max_t)")
+    reported, reported_note = experiment.reported, experiment.reported_note
+    for name in options.profiles:
+        if name in experiment.profile_reported:
+            reported, reported_note = experiment.profile_reported[name]
     resources = experiment.resources
     return Plan(
         experiment=experiment, space=space, variant_keys=variant_keys, num_samples=num_samples,
@@ -114,6 +121,7 @@ def make_plan(experiment: Experiment, options: SweepOptions) -> Plan:
         cpus=options.cpus_per_trial if options.cpus_per_trial is not None else resources.cpu,
         gpus=options.gpus_per_trial if options.gpus_per_trial is not None else resources.gpu,
         max_concurrent=options.max_concurrent, max_t=epochs, notes=tuple(notes),
+        reported=reported, reported_note=reported_note,
     )
 
 

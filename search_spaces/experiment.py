@@ -51,3 +51,7 @@ class Experiment:
     # Named bundles of overrides (`--profile NAME`): {"dotted.key": value}. Applied after
     # the preset and before `--set`, e.g. one shared recipe for every variant, or MNIST.
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # What the source reported for the setting a profile selects (e.g. its MNIST numbers):
+    # profile -> (reported, reported_note), used instead of `reported` when it is applied.
+    profile_reported: Mapping[str, tuple[Mapping[str, Mapping[str, float]], str]] = field(
+        default_factory=dict)

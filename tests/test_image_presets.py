@@ -106,11 +106,20 @@ def test_missing_cifar_names_the_files(cnntention, tmp_path):
         make_plan(cnntention, SweepOptions(data_root=str(tmp_path)))
 
 
+def test_default_plan_carries_the_cifar_numbers(cnntention, cifar_root):
+    plan = make_plan(cnntention, SweepOptions(data_root=cifar_root, seeds=1,
+                                              profiles=("shared-recipe",)))
+    assert plan.reported == cnntention.reported and plan.reported["baseline"]["test_acc"] == 0.9096
+
+
 def test_mnist_bundled_profile_needs_no_download(cnntention):
     plan = make_plan(cnntention, SweepOptions(profiles=("mnist-bundled",), seeds=1))
     config = next(iter(concrete_configs(plan.space)))
     assert config["data"]["name"] == "reduced_mnist"
     assert config["augment"]["flip"] is False
+    # The source's MNIST numbers replace its CIFAR ones for this run's report.
+    assert plan.reported["baseline"] == {"test_acc": 0.9852}
+    assert "MNIST" in plan.reported_note
 
 
 @pytest.mark.parametrize(("preset", "trials"), [

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         print("about:")
         for line in exp.description.strip().splitlines():
             print(f"  {line}".rstrip())
-    print(f"reported by the source ({exp.reported_note or 'as published'}):")
-    for variant, numbers in exp.reported.items():
+    print(f"reported by the source ({plan.reported_note or 'as published'}):")
+    for variant, numbers in plan.reported.items():
         print(f"  {variant:<12} " + "  ".join(f"{k} {v:g}" for k, v in numbers.items()))
     return 0
