@@ -139,3 +139,22 @@ def test_cnntention_reported_and_baseline_match_its_variants(cnntention, cifar_r
     plan = make_plan(cnntention, SweepOptions(data_root=cifar_root, seeds=1))
     labels = {variant_label(c, plan.variant_keys) for c in concrete_configs(plan.space)}
     assert set(cnntention.reported) <= labels and cnntention.baseline_variant in labels
+
+
+def test_any_image_folder_swaps_in_with_one_set(cnntention, tmp_path):
+    from trainables.data.image_folder import write_image_folder
+    from trainables.image import run_image_trial
+
+    write_image_folder(tmp_path, classes=3, per_class=12, image_size=40,
+                       splits=("train", "test"), corrupt=1)
+    data = f"data={{'name': 'image_folder', 'root': '{tmp_path}', 'image_size': 32}}"
+    plan = make_plan(cnntention, SweepOptions(seeds=1, smoke=True,
+                                              overrides=(data, "variant=cbam_r16")))
+    config = next(iter(concrete_configs(plan.space)))
+    assert config["data"]["name"] == "image_folder" and config["model"]["attention"] == "cbam"
+    config["device"] = "cpu"
+    rows: list[dict] = []
+    files: dict[str, bytes] = {}
+    run_image_trial(config, report=lambda metrics, state: rows.append(metrics),
+                    artifacts=files.__setitem__)
+    assert rows[-1]["status"] == "ok" and "maps.npz" in files
