@@ -195,6 +195,8 @@ class TestBadInput:
         (("run", "cifar10_cnntention", "--set", "variant=[baseline,cbam_r4]"),
          "unknown variant='cbam_r4'"),
         (("run", "cifar10_cnntention", "--profile", "imagenet"), "unknown profile 'imagenet'"),
+        (("show", "mnist_attention", "--set", "augment.crop_padding=-2"),
+         "augment.crop_padding=-2 must be >= 0"),
         (("show", "mnist_attention", "--set", "model.attention=cbam",
           "--set", "model.reduction=64"), "unknown config key model.reduction"),
     ])

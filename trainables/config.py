@@ -62,6 +62,10 @@ class AugmentConfig:
     crop_padding: int = 0            # random crop of the input size after zero-padding
     flip: bool = False               # random horizontal flip of half the batch
 
+    def __post_init__(self) -> None:
+        if self.crop_padding < 0:
+            raise ConfigError(f"augment.crop_padding={self.crop_padding} must be >= 0")
+
 
 @dataclass(frozen=True)
 class TrialConfig:

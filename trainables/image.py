@@ -68,8 +68,6 @@ def build_augment(trial: TrialConfig, splits: ArraySplits,
                   generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """The batched on-device augmentation the trial asks for, or None."""
     aug = trial.augment
-    if aug.crop_padding < 0:
-        raise ConfigError(f"augment.crop_padding={aug.crop_padding} must be >= 0")
     if aug.crop_padding == 0 and not aug.flip:
         return None
     from trainables.data.augment import RandomCropFlip, fill_for
