@@ -37,6 +37,9 @@ TRIAL_DTYPES: dict[str, pl.DataType] = {
     "test_acc": pl.Float64(),
     "test_loss": pl.Float64(),
     "train_time_s": pl.Float64(),
+    "diverged_epoch": pl.Int64(),
+    "diverged_step": pl.Int64(),
+    "data_note": pl.String(),
 }
 EPOCH_DTYPES: dict[str, pl.DataType] = {
     "trial_id": pl.String(),

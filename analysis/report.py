@@ -143,6 +143,9 @@ def render_report(run: Run, title_fallback: str = "run", run_dir: Path | None = 
     else:
         parts.append('<p class="note">No trials in this run yet.</p>')
 
+    parts.append(_divergence_html(run))
+    parts.append(_data_notes_html(run.trials))
+
     parts.append("<h2>Charts</h2>")
     if not can_render_svg():
         parts.append(
@@ -172,6 +175,31 @@ def render_report(run: Run, title_fallback: str = "run", run_dir: Path | None = 
     parts.append(_trials_html(run.trials, order))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _divergence_html(run: Run) -> str:
+    """The (variant x precision) diverged/n grid and its sentences, when anything diverged."""
+    from analysis.divergence import divergence_matrix, divergence_sentences, divergence_table
+
+    table = divergence_table(run)
+    sentences = divergence_sentences(table)
+    if not sentences:
+        return ""
+    headers, rows = divergence_matrix(table)
+    items = "".join(f"<li>{_esc(s)}</li>" for s in sentences)
+    return ("<h2>Divergence by precision</h2>"
+            + _table_html(headers, rows, text_columns={0}) + f"<ul>{items}</ul>")
+
+
+def _data_notes_html(trials: pl.DataFrame) -> str:
+    """What the data loaders reported (distinct notes), e.g. unreadable files they skipped."""
+    if "data_note" not in trials.columns:
+        return ""
+    notes = [n for n in trials["data_note"].drop_nulls().unique(maintain_order=True).to_list() if n]
+    if not notes:
+        return ""
+    items = "".join(f"<li>{_esc(n)}</li>" for n in notes)
+    return f'<h2>Data</h2><ul class="note">{items}</ul>'
 
 
 def _esc(value: Any) -> str:

@@ -47,6 +47,9 @@ TRIAL_COLUMNS = (
     "test_acc",        # float | null, best checkpoint on the test split, where one exists
     "test_loss",       # float | null
     "train_time_s",    # float, sum of epoch times (excludes data loading and evaluation of test)
+    "diverged_epoch",  # int | null, 1-based epoch in which the loss went non-finite
+    "diverged_step",   # int | null, 1-based step within that epoch (first check that saw it)
+    "data_note",       # str | null, what the data loader used and skipped (one line)
 )
 
 # epochs/<trial>.parquet: one row per epoch; (trial_id, epoch) is the key.

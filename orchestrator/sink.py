@@ -22,7 +22,8 @@ from orchestrator.storage import RunFiles
 
 # Metrics copied from a trial's latest report into its trials.parquet row.
 _FROM_RESULT = ("status", "error", "stopped_by", "params", "best_epoch", "best_val_acc",
-                "best_val_loss", "test_acc", "test_loss", "train_time_s")
+                "best_val_loss", "test_acc", "test_loss", "train_time_s", "diverged_epoch",
+                "diverged_step", "data_note")
 
 
 def _finite(value: Any) -> Any:
@@ -142,7 +143,8 @@ def trials_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     data = {c: [r.get(c) for r in rows] for c in columns}
     types = {"trial_id": pl.String, "variant": pl.String, "status": pl.String, "error": pl.String,
              "stopped_by": pl.String, "seed": pl.Int64, "params": pl.Int64, "epochs_run": pl.Int64,
-             "best_epoch": pl.Int64}
+             "best_epoch": pl.Int64, "diverged_epoch": pl.Int64, "diverged_step": pl.Int64,
+             "data_note": pl.String}
     series = []
     for column in columns:
         values = data[column]

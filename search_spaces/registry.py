@@ -15,6 +15,7 @@ PRESETS: dict[str, str] = {
     "cifar10_cnntention": "search_spaces.cifar10_cnntention",
     "vgg16_attention": "search_spaces.vgg16_attention",
     "spatial_attention_cosine": "search_spaces.spatial_attention_cosine",
+    "fsdd_attention": "search_spaces.fsdd_attention",
 }
 
 

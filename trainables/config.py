@@ -61,10 +61,17 @@ class AugmentConfig:
 
     crop_padding: int = 0            # random crop of the input size after zero-padding
     flip: bool = False               # random horizontal flip of half the batch
+    noise_std: float = 0.0           # Gaussian noise added to inputs, in input units
+    freq_mask: int = 0               # max rows (frequency bins) per SpecAugment band; 0: off
+    time_mask: int = 0               # max columns (time frames) per band; 0: off
+    mask_count: int = 1              # bands of each kind per example
 
     def __post_init__(self) -> None:
-        if self.crop_padding < 0:
-            raise ConfigError(f"augment.crop_padding={self.crop_padding} must be >= 0")
+        for key in ("crop_padding", "noise_std", "freq_mask", "time_mask"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"augment.{key}={getattr(self, key)} must be >= 0")
+        if self.mask_count < 1:
+            raise ConfigError(f"augment.mask_count={self.mask_count} must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -66,16 +66,39 @@ def parse_trial(config: dict[str, Any]) -> TrialConfig:
 
 def build_augment(trial: TrialConfig, splits: ArraySplits,
                   generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The batched on-device augmentation the trial asks for, or None."""
-    aug = trial.augment
-    if aug.crop_padding == 0 and not aug.flip:
-        return None
-    from trainables.data.augment import RandomCropFlip, fill_for
+    """The batched on-device augmentation the trial asks for, or None.
 
-    # Pad with black pixels as torchvision pads the raw image, whatever the normalisation.
+    Order: crop/flip, then masks, then noise, so masked bands get noise like the rest of
+    the input (masking after noise would leave perfectly silent bands, a cue no real input has).
+    """
+    from trainables.data.augment import (
+        Compose,
+        GaussianNoise,
+        RandomCropFlip,
+        SpectrogramMask,
+        fill_for,
+    )
+
+    aug = trial.augment
+    # Pad and mask with black pixels / silence, whatever the normalisation.
     fill = fill_for(splits.mean, splits.std) if splits.mean is not None else 0.0
-    return RandomCropFlip(padding=aug.crop_padding, flip=aug.flip, fill=fill,
-                          generator=generator)
+    steps: list[Callable[[torch.Tensor], torch.Tensor]] = []
+    if aug.crop_padding or aug.flip:
+        steps.append(RandomCropFlip(padding=aug.crop_padding, flip=aug.flip, fill=fill,
+                                    generator=generator))
+    if aug.freq_mask or aug.time_mask:
+        if isinstance(fill, tuple) and len(set(fill)) > 1:
+            raise ConfigError("augment.freq_mask/time_mask need one fill value; this dataset "
+                              "normalises channels differently")
+        steps.append(SpectrogramMask(freq_width=aug.freq_mask, time_width=aug.time_mask,
+                                     count=aug.mask_count,
+                                     fill=fill[0] if isinstance(fill, tuple) else fill,
+                                     generator=generator))
+    if aug.noise_std:
+        steps.append(GaussianNoise(aug.noise_std, generator=generator))
+    if not steps:
+        return None
+    return steps[0] if len(steps) == 1 else Compose(steps)
 
 
 def run_image_trial(
@@ -105,4 +128,5 @@ def run_image_trial(
                         eval_batch_size=trial.train.eval_batch_size)
 
     return fit(model, data, trial.train, report=report, generator=generator, resume=resume,
-               augment=augment, on_finish=save_artifacts if artifacts is not None else None)
+               augment=augment, on_finish=save_artifacts if artifacts is not None else None,
+               context={"data_note": splits.description})

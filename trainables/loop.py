@@ -125,6 +125,7 @@ def fit(
     resume: dict[str, Any] | None = None,
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     on_finish: Callable[[nn.Module], None] | None = None,
+    context: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data``; report one row per epoch; return how the trial ended.
 
@@ -132,6 +133,12 @@ def fit(
     state from an earlier report of the same trial: training continues after its epoch.
     ``on_finish(model)`` runs once with the final (or restored best) weights *before* the
     last report, because a scheduler may stop the trial the moment it sees that report.
+    ``context`` is merged into every report (e.g. ``data_note``: what the data loader
+    skipped), so the facts reach the results even when a trial stops early.
+
+    A model with a ``regularization_loss()`` method (returning a tensor or None) has that
+    term added to the training loss, as Keras adds its kernel regularizers: gradient
+    clipping sees it, and the reported ``train_loss`` includes it.
     """
     device = data.x_train.device
     params = count_parameters(model)
@@ -143,6 +150,7 @@ def fit(
         model.half()
     optimizer = build_optimizer(model, cfg)
     forward = torch.compile(model) if cfg.compile else model
+    regularization = getattr(model, "regularization_loss", None)
 
     start_epoch, best, best_state, bad_epochs, train_time = 0, None, None, 0, 0.0
     if resume is not None:
@@ -185,6 +193,9 @@ def fit(
             with precision.autocast():
                 logits = forward(xb)
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+                penalty = regularization() if regularization is not None else None
+                if penalty is not None:
+                    loss = loss + penalty
             optimizer.zero_grad(set_to_none=True)
             precision.scaler.scale(loss).backward()
             if cfg.grad_clip is not None:
@@ -218,12 +229,14 @@ def fit(
             "gpu_mem_mb": _peak_memory_mb(device),
             "params": params,
             "train_time_s": train_time,
+            **(context or {}),
         }
 
         if diverged_at is not None:
             message = f"non-finite loss at epoch {epoch + 1} step {diverged_at + 1}"
             row.update(val_loss=float("nan"), val_acc=float("nan"), status="diverged",
-                       stopped_by="divergence", error=message)
+                       stopped_by="divergence", error=message, diverged_epoch=epoch + 1,
+                       diverged_step=diverged_at + 1)
             row.update(_best_fields(best))
             report(row, None)
             return _result("diverged", epoch + 1, best, None, train_time, "divergence", message, params)

@@ -14,11 +14,13 @@ from typing import Any
 import torch
 
 CHECKPOINT_FILE = "state.pt"
-TRAINABLES = ("image",)
+TRAINABLES = ("image", "audio")
 
 
 def _run(kind: str):
-    if kind == "image":
+    # Audio trials are image trials: the dataset turns recordings into spectrogram images
+    # (trainables.data.fsdd), so the same device-resident loop and artifacts serve both.
+    if kind in ("image", "audio"):
         from trainables.image import run_image_trial
 
         return run_image_trial

@@ -86,6 +86,13 @@ def _exists(target) -> bool:
     return RunFiles(target.location).exists("meta.json")
 
 
+def _skipped_notes(run) -> str:
+    """The data notes that mention skipped files, once each (every trial repeats them)."""
+    notes = run.trials["data_note"].drop_nulls().unique(maintain_order=True).to_list()
+    parts = [p for note in notes for p in note.split("; ") if p.startswith("skipped ")]
+    return "; ".join(dict.fromkeys(parts))
+
+
 def _summarise(location: str, *, quiet: bool) -> None:
     from analysis.load import load_run
     from analysis.report import write_report
@@ -94,7 +101,16 @@ def _summarise(location: str, *, quiet: bool) -> None:
     if "://" in location:
         print(f"results: {location} (report: download the run and use `report`)")
         return
+    from analysis.divergence import format_divergence
+
     run_dir = Path(location)
-    print(format_table(summarize(load_run(run_dir))))
+    run = load_run(run_dir)
+    print(format_table(summarize(run)))
+    divergence = format_divergence(run)
+    if divergence:
+        print(divergence)
+    skipped = _skipped_notes(run)
+    if skipped:
+        print("data: " + skipped)
     report = write_report(run_dir)
     print(f"results: {run_dir}\nreport:  {report}")

@@ -7,6 +7,7 @@ from trainables.blocks.attention_gate import GridAttentionGate
 from trainables.blocks.cbam import CBAM, ChannelGate, SpatialGate
 from trainables.blocks.eca import EfficientChannelAttention, eca_kernel_size
 from trainables.blocks.helpers import GateModule, RecordsMap, make_divisible, set_record_gate
+from trainables.blocks.layer_norm import LayerNorm2d
 from trainables.blocks.linear_attention import LinearAttentionEstimator
 from trainables.blocks.mhsa2d import MultiHeadSelfAttention2d
 from trainables.blocks.registry import create_attn, list_attn, register_attn
@@ -24,6 +25,7 @@ __all__ = [
     "EfficientChannelAttention",
     "GateModule",
     "GridAttentionGate",
+    "LayerNorm2d",
     "LinearAttentionEstimator",
     "MultiHeadSelfAttention",
     "MultiHeadSelfAttention2d",

@@ -1,4 +1,5 @@
-"""Batched data augmentation on the training device: random crop with padding, and flips.
+"""Batched data augmentation on the training device: crop with padding, flips, Gaussian noise
+and SpecAugment-style frequency/time masks.
 
 Why whole batches on the device rather than torchvision transforms per sample: on 32x32
 inputs per-sample Python (a transform call per image, then collation) costs more than the
@@ -80,3 +81,83 @@ class RandomCropFlip:
         batch = torch.arange(b, device=x.device)[:, None, None, None]
         channel = torch.arange(c, device=x.device)[None, :, None, None]
         return source[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def _device_generator(source: torch.Generator, device: torch.device) -> torch.Generator:
+    """A generator on ``device`` seeded from the trial's CPU generator.
+
+    Big random tensors (noise the size of the batch) are drawn where they are used; seeding
+    from the trial's generator keeps a resumed trial's noise identical to the original's.
+    """
+    seed = int(torch.randint(0, 2**62, (1,), generator=source))
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+class GaussianNoise:
+    """Add N(0, ``std``) noise to every input value (seed 001 Part B: 0.02 on [0, 1] images)."""
+
+    def __init__(self, std: float, *, generator: torch.Generator) -> None:
+        if std < 0:
+            raise ValueError(f"noise std must be >= 0, not {std}")
+        self.std = std
+        self.generator = generator
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.std == 0:
+            return x
+        noise = torch.randn(x.shape, generator=_device_generator(self.generator, x.device),
+                            device=x.device, dtype=x.dtype)
+        return x + self.std * noise
+
+
+class SpectrogramMask:
+    """SpecAugment's frequency and time masking (Park et al. 2019), per example, batched.
+
+    Each example gets ``count`` bands of rows (frequency; width uniform in
+    [0, ``freq_width``]) and ``count`` bands of columns (time; [0, ``time_width``]) set to
+    ``fill`` (silence: 0 on the [0, 1] image scale). Unlike torchaudio's masking
+    transforms, the draws come from the trial's generator, so resume is exact.
+    """
+
+    def __init__(self, *, freq_width: int = 0, time_width: int = 0, count: int = 1,
+                 fill: float = 0.0, generator: torch.Generator) -> None:
+        if freq_width < 0 or time_width < 0 or count < 1:
+            raise ValueError(f"mask widths must be >= 0 and count >= 1; got freq_width="
+                             f"{freq_width}, time_width={time_width}, count={count}")
+        self.freq_width = freq_width
+        self.time_width = time_width
+        self.count = count
+        self.fill = fill
+        self.generator = generator
+
+    def _bands(self, batch: int, size: int, width: int, device: torch.device) -> torch.Tensor:
+        """(B, size) bool: True inside any of ``count`` random bands of width <= ``width``."""
+        widths = torch.randint(0, min(width, size) + 1, (batch, self.count),
+                               generator=self.generator)
+        starts = (torch.rand(batch, self.count, generator=self.generator)
+                  * (size - widths + 1)).long()
+        bounds = torch.stack([starts, starts + widths]).to(device)  # (2, B, count)
+        position = torch.arange(size, device=device)[None, None, :]
+        inside = (position >= bounds[0][..., None]) & (position < bounds[1][..., None])
+        return inside.any(dim=1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        masked = torch.zeros(b, h, w, dtype=torch.bool, device=x.device)
+        if self.freq_width:
+            masked |= self._bands(b, h, self.freq_width, x.device)[:, :, None]
+        if self.time_width:
+            masked |= self._bands(b, w, self.time_width, x.device)[:, None, :]
+        return x.masked_fill(masked[:, None], self.fill)
+
+
+class Compose:
+    """Apply batch augmentations in order."""
+
+    def __init__(self, steps: Sequence) -> None:
+        self.steps = list(steps)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        for step in self.steps:
+            x = step(x)
+        return x

@@ -195,7 +195,7 @@ def load_image_folder(
     return ArraySplits(
         x_train, y_train, x_val, y_val, x_test, y_test, num_classes=len(classes),
         description="; ".join(notes), val_is_test=x_val is x_test, mean=mean, std=std,
-        class_names=tuple(classes),
+        class_names=tuple(classes), skipped=len(skipped),
     )
 
 

@@ -176,6 +176,67 @@ def _image_folder_available(root: str | None) -> tuple[bool, str]:
 
 
 @dataclass(frozen=True)
+class FsddConfig:
+    """Free Spoken Digits as spectrogram images; ``root`` None is the bundled espeak-ng set."""
+
+    name: str = "fsdd"
+    root: str | None = None
+    split: Literal["official", "random"] = "official"  # official: takes < test_below are test
+    test_below: int = 5
+    val_fraction: float = 0.1        # official: of train; random: of all. 0: val = test
+    test_fraction: float = 0.1       # random split only
+    split_seed: int = 0
+    limit_train: int | None = None
+    features: Literal["mel", "stft"] = "mel"
+    sample_rate: int = 8000          # files at another rate are resampled to this
+    n_fft: int = 512
+    win_length: int = 200
+    hop_length: int | None = None    # None: about `width` frames per clip
+    height: int = 128
+    width: int = 128
+    duration_s: float | None = None  # None: stretch each clip to `width`; else pad/crop
+    top_db: float = 80.0
+    channels: Literal[1, 3] = 1      # 3 repeats the image, as RGB spectrogram pictures are
+    cache_dir: str | None = None     # None: $ORCHESTRATOR_CACHE or ~/.cache/attention-orchestrator
+
+
+def _fsdd(cfg: FsddConfig) -> ArraySplits:
+    from trainables.data.fsdd import load_fsdd
+    from trainables.data.spectrogram import SpectrogramSpec
+    from trainables.data.spoken_digits import BUNDLED_ROOT
+
+    try:
+        spec = SpectrogramSpec(
+            kind=cfg.features, sample_rate=cfg.sample_rate, n_fft=cfg.n_fft,
+            win_length=cfg.win_length, hop_length=cfg.hop_length, height=cfg.height,
+            width=cfg.width, duration_s=cfg.duration_s, top_db=cfg.top_db)
+    except ValueError as err:
+        raise ConfigError(f"data: {err}") from None
+    root = Path(cfg.root).expanduser() if cfg.root else BUNDLED_ROOT
+    return load_fsdd(
+        root, spec, channels=cfg.channels, split=cfg.split, test_below=cfg.test_below,
+        val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+        split_seed=cfg.split_seed, limit_train=cfg.limit_train,
+        cache_dir=Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None,
+        label="FSDD" if cfg.root else "bundled espeak-ng spoken digits (FSDD layout)",
+    )
+
+
+def _fsdd_available(root: str | None) -> tuple[bool, str]:
+    from trainables.data.fsdd import LAYOUT_HINT, recordings_dir
+    from trainables.data.spoken_digits import BUNDLED_ROOT
+
+    if not root:
+        ok = recordings_dir(BUNDLED_ROOT) is not None
+        return ok, ("bundled (espeak-ng spoken digits, FSDD layout)" if ok
+                    else "the bundled spoken digits are missing from the package")
+    directory = recordings_dir(Path(root).expanduser())
+    if directory is None:
+        return False, f"missing: {LAYOUT_HINT} under {root}"
+    return True, f"FSDD recordings in {directory}"
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     config: type
     build: Callable[[Any], ArraySplits]
@@ -188,6 +249,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "cifar10": DatasetSpec(Cifar10Config, _cifar, _cifar_available(10)),
     "cifar100": DatasetSpec(Cifar100Config, _cifar, _cifar_available(100)),
     "image_folder": DatasetSpec(ImageFolderConfig, _image_folder, _image_folder_available),
+    "fsdd": DatasetSpec(FsddConfig, _fsdd, _fsdd_available),
 }
 
 

@@ -22,6 +22,7 @@ class ArraySplits:
     validation; ``val_is_test`` records that so reports can say so. ``mean``/``std`` (per
     channel, on the [0, 1] scale) make ``to_device`` normalise; they stay None where a preset
     was tuned on plain [0, 1] inputs (Reduced MNIST). ``class_names`` index like the labels.
+    ``description`` is one line a trial reports as its ``data_note``.
     """
 
     x_train: np.ndarray
@@ -36,6 +37,7 @@ class ArraySplits:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     class_names: tuple[str, ...] | None = None
+    skipped: int = 0                 # unreadable source files left out (named in description)
 
     def __post_init__(self) -> None:
         for name in ("train", "val", "test"):

@@ -1,0 +1,129 @@
+"""fsdd_attention: seed 001 Part B, spoken digits as spectrogram images, x numeric precision.
+
+Three LeNet-style networks on 128x128x3 spectrograms: the baseline (Conv6-AvgPool-Conv16-
+AvgPool-Dense120-Dense84-Dense10, 1.63M parameters); the same with BatchNorm + CBAM (r=8)
+after each conv; and the "hybrid" with BatchNorm + channel attention (SE, r=8, then
+LayerNorm) + Dropout 0.1 after each conv, L2 1e-3 and Dropout 0.5 on the dense layers and
+Gaussian noise 0.02 on the training inputs. Each runs in fp32, bf16 autocast, fp16
+autocast with a grad scaler, and pure fp16: the source lost its fp16 runs to inf losses and
+switched to fp32; here every precision runs, a trial whose loss goes non-finite is recorded
+as diverged (with epoch and step) and the sweep goes on, and the summary says which
+variants diverged under which precision.
+
+Choices where the source is vague or cannot be matched, and why:
+- Data: without --data-root, a bundled set of 600 spoken digits synthesised with espeak-ng
+  (6 synthetic voices x 10 takes, 8 kHz, FSDD's file layout) stands in for FSDD. It is far
+  easier than real speech: its accuracies say nothing about FSDD. Pass --data-root DIR
+  with DIR/recordings/{digit}_{speaker}_{index}.wav (FSDD from
+  github.com/Jakobovski/free-spoken-digit-dataset) for the real study.
+- Split 80/10/10 stratified by digit (the source's, seed 0); `--profile official-split`
+  uses FSDD's own (takes 0-4 test, 10% of the rest for validation).
+- Spectrograms: log-mel, 128 bands, 25 ms windows, each clip's own length stretched to
+  128 frames (as resizing a spectrogram picture does), 80 dB range onto [0, 1], repeated
+  to 3 channels (the source's RGB pictures); no further normalisation, as in the source.
+- Noise 0.02 on the hybrid only (STUDIES.md lists it with the hybrid); `--profile
+  noise-for-all` adds it to every variant, which separates the noise from the attention.
+- Adam 1e-4, clipnorm 1.0, batch 16, 15 epochs, early stopping on val loss with patience
+  3 and the best weights restored, as in the source. L2 is a loss term (Keras semantics).
+- FIFO scheduling: every trial trains to its own early stop; an ASHA cut would leave some
+  seeds of a (variant, precision) cell shorter than others.
+- Parameters: baseline 1,628,726, CBAM 1,629,069, hybrid 1,628,915 (the source: ~1.62M,
+  ~1.63M, 1,629,144; Keras also counts BatchNorm's moving statistics).
+- Reported numbers are one run each on a Kaggle T4 in fp32, on FSDD; they sit on the fp32
+  rows. A trial is small: a GPU holds eight (gpu 0.125 each).
+"""
+
+from ray import tune
+
+from search_spaces.experiment import Experiment, Resources
+from search_spaces.variants import named_variants
+
+PRECISIONS = ["fp32", "bf16", "fp16", "fp16_pure"]
+
+VARIANTS = {
+    "baseline": {"model.attention": "none", "model.batchnorm": False},
+    "cbam": {"model.attention": "cbam", "model.batchnorm": True},
+    "hybrid": {
+        "model.attention": "channel",
+        "model.batchnorm": True,
+        "model.attention_dropout": 0.1,
+        "model.dense_dropout": 0.5,
+        "model.dense_l2": 1e-3,
+        "augment.noise_std": 0.02,
+    },
+}
+
+BASE = {
+    "data": {
+        "name": "fsdd",
+        "root": None,               # None: the bundled espeak-ng spoken digits
+        "split": "random",          # the source's 80/10/10
+        "val_fraction": 0.1,
+        "test_fraction": 0.1,
+        "split_seed": 0,
+        "features": "mel",
+        "height": 128,
+        "width": 128,
+        "channels": 3,
+    },
+    "model": {
+        "name": "spectro_lenet",
+        "attention": "none",
+        "batchnorm": False,
+        "reduction": 8,
+        "attention_dropout": 0.0,
+        "dense_dropout": 0.0,
+        "dense_l2": 0.0,
+    },
+    "train": {
+        "epochs": 15,
+        "batch_size": 16,
+        "eval_batch_size": 256,
+        "optimizer": "adam",
+        "lr": 1e-4,
+        "schedule": "none",
+        "grad_clip": 1.0,
+        "patience": 3,
+        "monitor": "val_loss",
+        "restore_best": True,
+        "precision": tune.grid_search(PRECISIONS),
+    },
+    "augment": {"noise_std": 0.0},
+}
+
+
+def _label(variant: str, precision: str = "fp32") -> str:
+    """The run's label for a (variant, precision) cell, as the results table writes it."""
+    return f"variant={variant},precision={precision}"
+
+
+EXPERIMENT = Experiment(
+    name="fsdd_attention",
+    source="seed 001 Part B (shared/seeds/001_dd7a0ba124b1f965.txt): attention on spoken-digit "
+           "spectrograms",
+    trainable="audio",
+    modality="spectrogram",
+    description=__doc__,
+    param_space=named_variants(BASE, VARIANTS),
+    variant_keys=("variant", "train.precision"),
+    baseline_variant=_label("baseline"),
+    reported={
+        _label("baseline"): {"test_acc": 0.9727, "train_time_s": 126.41},
+        _label("cbam"): {"test_acc": 0.9922, "train_time_s": 310.01},
+        _label("hybrid"): {"test_acc": 0.9844, "train_time_s": 137.72},
+    },
+    reported_note="one Keras run each on FSDD (80/10/10 split) on a Kaggle T4 GPU, float32 "
+                  "(its float16 runs gave inf losses)",
+    seeds=3,
+    scheduler="fifo",
+    search="grid",
+    resources=Resources(cpu=1, gpu=0.125),
+    smoke={"train.epochs": 2, "train.max_batches": 4},
+    profiles={
+        "noise-for-all": {"augment.noise_std": 0.02},
+        "fp32-only": {"train.precision": "fp32"},
+        "official-split": {"data.split": "official", "data.val_fraction": 0.1},
+        "specaugment": {"augment.freq_mask": 16, "augment.time_mask": 16,
+                        "augment.mask_count": 1},
+    },
+)
