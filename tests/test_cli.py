@@ -178,6 +178,59 @@ class TestImagePresets:
         assert lrs["lr"].to_list() == pytest.approx([1e-3, 5e-4])  # cosine over 2 epochs
 
 
+@pytest.mark.slow
+class TestAudioPreset:
+    """fsdd_attention end to end on the bundled spoken digits, the way a user first runs it."""
+
+    def test_smoke_every_network_and_precision(self, tmp_path):
+        out = cli("run", "fsdd_attention", "--smoke", "--seeds", "1", "--storage",
+                  str(tmp_path), "--name", "smoke", timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        run_dir = tmp_path / "fsdd_attention" / "smoke"
+        trials = _trials(run_dir)
+        assert trials.height == 12
+        cells = {(v, p): s for v, p, s in trials.select(
+            "cfg.variant", "cfg.train.precision", "status").iter_rows()}
+        assert set(cells) == {(v, p) for v in ("baseline", "cbam", "hybrid")
+                              for p in ("fp32", "bf16", "fp16", "fp16_pure")}
+        # Pure fp16 with Adam diverges (its eps and squared gradients underflow); the
+        # sweep carries on and every autocast cell trains.
+        for (variant, precision), status in cells.items():
+            assert status == ("diverged" if precision == "fp16_pure" else "ok"), (
+                variant, precision)
+        diverged = trials.filter(pl.col("status") == "diverged")
+        assert (diverged["diverged_epoch"] == 1).all() and diverged["diverged_step"].min() >= 1
+        assert "cbam diverged under fp16_pure in 1 of 1 trial(s)" in out.stdout
+        assert "no trial diverged under fp32, bf16, fp16" in out.stdout
+        assert "0.9922" in out.stdout  # the source's CBAM number beside ours
+        params = dict(trials.filter(pl.col("cfg.train.precision") == "fp32").select(
+            "cfg.variant", "params").iter_rows())
+        assert params == {"baseline": 1_628_726, "cbam": 1_629_069, "hybrid": 1_628_915}
+        hybrid = trials.filter(pl.col("cfg.variant") == "hybrid").row(0, named=True)
+        assert hybrid["cfg.augment.noise_std"] == 0.02 and hybrid["cfg.model.dense_l2"] == 1e-3
+        assert trials["data_note"].str.contains("bundled espeak-ng spoken digits").all()
+        ok = trials.filter(pl.col("status") == "ok")
+        for trial_id in ok["trial_id"]:
+            maps = np.load(run_dir / "artifacts" / trial_id / "maps.npz")
+            assert maps["images"].shape[1:] == (3, 128, 128)
+        html = (run_dir / "report.html").read_text()
+        assert "Divergence by precision" in html and "bundled espeak-ng" in html
+
+    def test_corrupt_recordings_are_skipped_and_reported(self, tmp_path):
+        from trainables.data.fsdd import write_fsdd
+
+        root = tmp_path / "fsdd"
+        write_fsdd(root, speakers=2, takes=10, corrupt=2, truncated=1)
+        out = cli("run", "fsdd_attention", "--smoke", "--seeds", "1", "--data-root", str(root),
+                  "--profile", "fp32-only", "--set", "variant=[baseline]", "--storage",
+                  str(tmp_path / "runs"), "--name", "bad", timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        trials = _trials(tmp_path / "runs" / "fsdd_attention" / "bad")
+        assert trials["status"].to_list() == ["ok"]
+        assert "skipped 3 unreadable recording(s)" in trials["data_note"][0]
+        assert "data: skipped 3 unreadable recording(s)" in out.stdout
+
+
 class TestBadInput:
     @pytest.mark.parametrize(("args", "message"), [
         (("run", "mnist_atention"), "did you mean 'mnist_attention'"),
@@ -197,6 +250,11 @@ class TestBadInput:
         (("run", "cifar10_cnntention", "--profile", "imagenet"), "unknown profile 'imagenet'"),
         (("show", "mnist_attention", "--set", "augment.crop_padding=-2"),
          "augment.crop_padding=-2 must be >= 0"),
+        (("run", "fsdd_attention", "--data-root", "/nonexistent"),
+         "recordings/{digit}_{speaker}_{index}.wav"),
+        (("show", "fsdd_attention", "--set", "data.channels=2"), "data.channels=2 is not allowed"),
+        (("show", "fsdd_attention", "--set", "train.precision=fp8"),
+         "train.precision='fp8' is not allowed"),
         (("show", "mnist_attention", "--set", "model.attention=cbam",
           "--set", "model.reduction=64"), "unknown config key model.reduction"),
     ])

@@ -33,6 +33,7 @@ class TrainConfig:
     optimizer: Optimizer = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
+    eps: float = 1e-8                # adam/adamw denominator term (0 in float16: see fp16_pure)
     momentum: float = 0.9            # sgd only
     nesterov: bool = False           # sgd only
     schedule: Schedule = "none"

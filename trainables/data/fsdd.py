@@ -2,7 +2,8 @@
 
 FSDD is ``recordings/{digit}_{speaker}_{index}.wav``: 8 kHz mono 16-bit WAVs, 6 speakers x
 50 takes x 10 digits. Its own split puts takes 0-4 in test; seed 001 Part B split 80/10/10
-at random instead. Both are here (``split="official" | "random"``).
+at random instead; holding out whole speakers asks the harder question of unseen voices.
+All three are here (``split="official" | "random" | "speaker"``).
 
 Why features are cached on disk: every trial of a sweep needs the same 3000 spectrograms.
 They are computed once per node (``trainables.data.node_cache``) and every later trial,
@@ -154,22 +155,35 @@ def compute_features(recordings: list[Recording], spec: SpectrogramSpec
     return arrays, meta
 
 
-def split_indices(digits: np.ndarray, takes: np.ndarray, *, split: str, test_below: int,
-                  val_fraction: float, test_fraction: float, seed: int
+def split_indices(digits: np.ndarray, takes: np.ndarray, speakers: np.ndarray, *, split: str,
+                  test_below: int = 5, test_speakers: tuple[str, ...] = (),
+                  val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(train, val, test) index arrays. ``val_fraction`` 0 validates on the test split.
 
     official: takes below ``test_below`` are test (FSDD's README), validation is a
-    stratified share of the rest. random: stratified by digit, ``test_fraction`` of all
-    for test and ``val_fraction`` of all for validation (0.1 / 0.1: the source's 80/10/10).
+    stratified share of the rest. speaker: the recordings of ``test_speakers`` (default:
+    the last speaker A-Z) are test, so the score is for voices never heard in training.
+    random: stratified by digit, ``test_fraction`` of all for test and ``val_fraction``
+    of all for validation (0.1 / 0.1: the source's 80/10/10).
     """
     everything = np.arange(len(digits))
-    if split == "official":
-        test = everything[takes < test_below]
-        rest = everything[takes >= test_below]
+    if split in ("official", "speaker"):
+        if split == "official":
+            is_test = takes < test_below
+            what = f"test_below={test_below} (takes run {takes.min()}..{takes.max()})"
+        else:
+            known = sorted(set(speakers.tolist()))
+            chosen = list(test_speakers) or known[-1:]
+            unknown = sorted(set(chosen) - set(known))
+            if unknown:
+                raise ValueError(f"test_speakers {', '.join(unknown)} not in the data; "
+                                 f"speakers are {', '.join(known)}")
+            is_test = np.isin(speakers, chosen)
+            what = f"test_speakers={','.join(chosen)}"
+        test, rest = everything[is_test], everything[~is_test]
         if not len(test) or not len(rest):
-            raise ValueError(f"split=official with test_below={test_below} leaves an empty "
-                             f"train or test split (takes run {takes.min()}..{takes.max()})")
+            raise ValueError(f"split={split} with {what} leaves an empty train or test split")
         keep, val = holdout_split(digits[rest], val_fraction, seed)
         return rest[keep], rest[val], test
     keep, test = holdout_split(digits, test_fraction, seed)
@@ -184,7 +198,8 @@ def split_indices(digits: np.ndarray, takes: np.ndarray, *, split: str, test_bel
 
 
 def load_fsdd(root: Path, spec: SpectrogramSpec, *, channels: int = 1,
-              split: Literal["official", "random"] = "official", test_below: int = 5,
+              split: Literal["official", "random", "speaker"] = "official", test_below: int = 5,
+              test_speakers: tuple[str, ...] = (),
               val_fraction: float = 0.1, test_fraction: float = 0.1, split_seed: int = 0,
               limit_train: int | None = None, cache_dir: Path | None = None,
               label: str = "FSDD") -> ArraySplits:
@@ -200,8 +215,9 @@ def load_fsdd(root: Path, spec: SpectrogramSpec, *, channels: int = 1,
                            lambda: compute_features(recordings, spec))
     arrays, meta = cached.arrays, cached.meta
 
-    train, val, test = split_indices(arrays["digit"], arrays["index"], split=split,
-                                     test_below=test_below, val_fraction=val_fraction,
+    train, val, test = split_indices(arrays["digit"], arrays["index"], arrays["speaker"],
+                                     split=split, test_below=test_below,
+                                     test_speakers=test_speakers, val_fraction=val_fraction,
                                      test_fraction=test_fraction, seed=split_seed)
     n_before = len(train)
     train = train[stratified_subset(arrays["digit"][train], limit_train, split_seed)]

@@ -181,8 +181,10 @@ class FsddConfig:
 
     name: str = "fsdd"
     root: str | None = None
-    split: Literal["official", "random"] = "official"  # official: takes < test_below are test
+    # official: takes < test_below are test; random: stratified; speaker: unseen voices are test
+    split: Literal["official", "random", "speaker"] = "official"
     test_below: int = 5
+    test_speakers: tuple[str, ...] = ()  # split=speaker; empty: the last speaker A-Z
     val_fraction: float = 0.1        # official: of train; random: of all. 0: val = test
     test_fraction: float = 0.1       # random split only
     split_seed: int = 0
@@ -215,6 +217,7 @@ def _fsdd(cfg: FsddConfig) -> ArraySplits:
     root = Path(cfg.root).expanduser() if cfg.root else BUNDLED_ROOT
     return load_fsdd(
         root, spec, channels=cfg.channels, split=cfg.split, test_below=cfg.test_below,
+        test_speakers=cfg.test_speakers,
         val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
         split_seed=cfg.split_seed, limit_train=cfg.limit_train,
         cache_dir=Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None,
@@ -232,7 +235,7 @@ def _fsdd_available(root: str | None) -> tuple[bool, str]:
                     else "the bundled spoken digits are missing from the package")
     directory = recordings_dir(Path(root).expanduser())
     if directory is None:
-        return False, f"missing: {LAYOUT_HINT} under {root}"
+        return False, f"missing: {LAYOUT_HINT}"
     return True, f"FSDD recordings in {directory}"
 
 
