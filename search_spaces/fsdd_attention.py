@@ -37,7 +37,9 @@ Choices where the source is vague or cannot be matched, and why:
   trains. `--set train.eps=1e-4` lets pure fp16 train, as a different optimizer (with v
   underflowed, Adam's step becomes lr * m / eps).
 - Reported numbers are one run each on a Kaggle T4 in fp32, on FSDD; they sit on the fp32
-  rows. A trial is small: a GPU holds eight (gpu 0.125 each).
+  rows. A trial is small: a GPU holds eight (gpu 0.125 each). On a CPU, half precision
+  is slow (fp16 autocast 5.8x, bf16 1.3x fp32's epoch time, measured): `--profile
+  fp32-only` runs the source's final setting, 9 trials.
 """
 
 from ray import tune

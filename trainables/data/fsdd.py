@@ -29,7 +29,12 @@ import numpy as np
 import torch
 
 from trainables.data.errors import DatasetMissingError
-from trainables.data.node_cache import cache_key, cached_arrays, file_fingerprint
+from trainables.data.node_cache import (
+    cache_key,
+    cached_arrays,
+    default_cache_dir,
+    file_fingerprint,
+)
 from trainables.data.spectrogram import SpectrogramMaker, SpectrogramSpec
 from trainables.data.splits import ArraySplits, holdout_split, stratified_subset
 
@@ -207,8 +212,6 @@ def load_fsdd(root: Path, spec: SpectrogramSpec, *, channels: int = 1,
     if channels not in (1, 3):
         raise ValueError(f"channels={channels} must be 1 or 3")
     recordings, odd = find_recordings(root)
-    from trainables.data.node_cache import default_cache_dir
-
     key = cache_key({"dataset": "fsdd", "version": FEATURE_VERSION, "spec": asdict(spec),
                      "files": file_fingerprint([r.path for r in recordings], root)})
     cached = cached_arrays((cache_dir or default_cache_dir()) / "fsdd", key,
