@@ -203,3 +203,21 @@ class TestDivergenceSummary:
         table = divergence_table(_run(rows))
         assert table.row(0, named=True)["variant"] == "se"
 
+
+
+def test_model_is_sized_from_the_data(tmp_path):
+    """Changing the spectrogram size alone resizes LeNet's dense layer: no second --set."""
+    from trainables.image import run_image_trial
+
+    rows: list[dict] = []
+    result = run_image_trial(
+        {"data": {"name": "fsdd", "split": "random", "height": 64, "width": 96,
+                  "cache_dir": str(tmp_path)},
+         "model": {"name": "spectro_lenet"},
+         "train": {"epochs": 1, "max_batches": 2, "batch_size": 16}},
+        report=lambda metrics, state: rows.append(metrics), device="cpu")
+    assert result.status == "ok"
+    height, width = ((64 - 4) // 2 - 4) // 2, ((96 - 4) // 2 - 4) // 2  # 13 x 21 after stage 2
+    # The 3-channel 128x128 count, minus 300 first-conv weights for 1 channel, with the
+    # first dense layer's 13456 inputs replaced by 16 x 13 x 21.
+    assert result.params == 1_628_726 - 300 - 120 * (13_456 - 16 * height * width)

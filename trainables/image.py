@@ -45,13 +45,17 @@ def check_model_config(values: dict[str, Any]):
 
 
 def build_model(values: dict[str, Any], *, in_channels: int | None = None,
-                num_classes: int | None = None) -> torch.nn.Module:
-    """Model from ``{"name": ..., **kwargs}``; the data decides input channels and classes."""
+                num_classes: int | None = None,
+                input_size: tuple[int, int] | None = None) -> torch.nn.Module:
+    """Model from ``{"name": ..., **kwargs}``; the data decides input channels, classes and,
+    for builders that size a dense layer from it, the input's (height, width)."""
     builder = check_model_config(values)
     kwargs = {k: v for k, v in values.items() if k != "name"}
     accepted = inspect.signature(builder).parameters
+    height, width = input_size if input_size is not None else (None, None)
     # A config may still pin them explicitly.
-    for key, value in (("in_channels", in_channels), ("num_classes", num_classes)):
+    for key, value in (("in_channels", in_channels), ("num_classes", num_classes),
+                       ("image_size", height), ("image_width", width)):
         if key in accepted and value is not None:
             kwargs.setdefault(key, value)
     try:
@@ -117,7 +121,8 @@ def run_image_trial(
     splits = load_dataset(trial.data)
     data = splits.to_device(resolve_device(device or trial.device))
     model = build_model(trial.model, in_channels=splits.x_train.shape[1],
-                        num_classes=splits.num_classes)
+                        num_classes=splits.num_classes,
+                        input_size=tuple(splits.x_train.shape[2:4]))
     augment = build_augment(trial, splits, generator)
 
     def save_artifacts(final: torch.nn.Module) -> None:
