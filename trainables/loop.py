@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.config import TrainConfig
-from trainables.data.splits import DeviceSplits, index_batches
+from trainables.data.batches import Split, TrialData
 
 # report(metrics, checkpoint_state): checkpoint_state is a dict to persist, or None.
 Reporter = Callable[[dict[str, Any], dict[str, Any] | None], None]
@@ -91,22 +91,51 @@ class _Precision:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+def evaluate(model: nn.Module, data: TrialData, split: Split, cfg: TrainConfig,
              precision: _Precision) -> tuple[float, float]:
-    """Mean loss and accuracy over a device-resident split (capped by max_batches)."""
+    """Mean loss per example and accuracy over a split (capped by max_batches).
+
+    When the data groups its examples (the clips of one video), accuracy is per group: each
+    group's prediction is the majority vote of its examples, ties broken by the summed
+    softmax, so a video counts once however many clips cover it. The loss stays per clip.
+    """
     model.eval()
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    loss_sum = torch.zeros((), device=data.device)
+    correct = torch.zeros((), device=data.device, dtype=torch.long)
     seen = 0
-    for idx in index_batches(len(x), cfg.eval_batch_size, device=x.device, shuffle=False,
-                             max_batches=cfg.max_batches):
-        xb = x[idx].to(precision.input_dtype)
+    grouped: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    for xb, yb, groups in data.eval_batches(split, cfg.eval_batch_size,
+                                            max_batches=cfg.max_batches):
+        xb = xb.to(precision.input_dtype)
         with precision.autocast():
             logits = model(xb)
-        loss_sum += F.cross_entropy(logits.float(), y[idx], reduction="sum")
-        correct += (logits.argmax(1) == y[idx]).sum()
-        seen += len(idx)
-    return (loss_sum / seen).item(), correct.item() / seen
+        loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
+        seen += len(yb)
+        if groups is None:
+            correct += (logits.argmax(1) == yb).sum()
+        else:
+            grouped.append((logits.float().softmax(1), logits.argmax(1), yb, groups))
+    if not grouped:
+        return (loss_sum / seen).item(), correct.item() / seen
+    return (loss_sum / seen).item(), majority_vote_accuracy(
+        *(torch.cat(parts) for parts in zip(*grouped, strict=True)))
+
+
+def majority_vote_accuracy(probs: torch.Tensor, predicted: torch.Tensor, labels: torch.Tensor,
+                           groups: torch.Tensor) -> float:
+    """Accuracy over groups when each group predicts the class most of its members predict."""
+    ids, groups = torch.unique(groups, return_inverse=True)
+    classes = probs.shape[1]
+    votes = torch.zeros(len(ids), classes, device=probs.device)
+    votes.index_put_((groups, predicted), torch.ones_like(predicted, dtype=votes.dtype),
+                     accumulate=True)
+    confidence = torch.zeros_like(votes).index_add_(0, groups, probs)
+    counts = torch.bincount(groups, minlength=len(ids)).clamp_min(1).unsqueeze(1)
+    # Mean softmax < 1, so it only breaks ties between classes with equal votes.
+    choice = (votes + confidence / (counts + 1)).argmax(1)
+    truth = torch.zeros(len(ids), dtype=labels.dtype, device=labels.device)
+    truth[groups] = labels
+    return (choice == truth).float().mean().item()
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -117,7 +146,7 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 def fit(
     model: nn.Module,
-    data: DeviceSplits,
+    data: TrialData,
     cfg: TrainConfig,
     *,
     report: Reporter,
@@ -140,11 +169,11 @@ def fit(
     term added to the training loss, as Keras adds its kernel regularizers: gradient
     clipping sees it, and the reported ``train_loss`` includes it.
     """
-    device = data.x_train.device
+    device = data.device
     params = count_parameters(model)
     model.to(device)
     if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=data.memory_format)
     precision = _Precision(cfg.precision, device)
     if precision.mode == "fp16_pure":
         model.half()
@@ -167,7 +196,6 @@ def fit(
         start_epoch, best, bad_epochs = resume["epoch"], resume["best"], resume["bad_epochs"]
         best_state, train_time = resume["best_state"], resume["train_time_s"]
 
-    n_train = len(data.x_train)
     for epoch in range(start_epoch, cfg.epochs):
         lr = cfg.lr * lr_factor(epoch, cfg)
         for group in optimizer.param_groups:
@@ -177,19 +205,18 @@ def fit(
 
         # ---- train one epoch -----------------------------------------------------------
         model.train()
-        batches = list(index_batches(n_train, cfg.batch_size, device=device, shuffle=True,
-                                     generator=generator, max_batches=cfg.max_batches))
+        batches = data.train_epoch(cfg.batch_size, generator=generator,
+                                   max_batches=cfg.max_batches)
         losses = torch.zeros(len(batches), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen, steps_done, diverged_at = 0, 0, None
         t0 = time.perf_counter()
-        for step, idx in enumerate(batches):
-            xb, yb = data.x_train[idx], data.y_train[idx]
+        for step, (xb, yb) in enumerate(batches):
             if augment is not None:
                 xb = augment(xb)
             xb = xb.to(precision.input_dtype)
             if cfg.channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
+                xb = xb.contiguous(memory_format=data.memory_format)
             with precision.autocast():
                 logits = forward(xb)
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
@@ -205,7 +232,7 @@ def fit(
             precision.scaler.update()
             losses[step] = loss.detach()
             correct += (logits.detach().argmax(1) == yb).sum()
-            seen += len(idx)
+            seen += len(yb)
             steps_done = step + 1
             # Looking at the loss forces a device sync, so do it every few steps, not every one.
             last = step + 1 == len(batches)
@@ -242,7 +269,7 @@ def fit(
             return _result("diverged", epoch + 1, best, None, train_time, "divergence", message, params)
 
         # ---- validate, track the best weights --------------------------------------------
-        val_loss, val_acc = evaluate(forward, data.x_val, data.y_val, cfg, precision)
+        val_loss, val_acc = evaluate(forward, data, "val", cfg, precision)
         row.update(val_loss=val_loss, val_acc=val_acc)
         score = val_acc if cfg.monitor == "val_acc" else -val_loss
         if best is None or score > best["score"]:
@@ -262,8 +289,8 @@ def fit(
             # test split itself: choosing an epoch on it would flatter the test number.
             if cfg.restore_best:
                 model.load_state_dict(best_state)
-            if data.x_test is not None:
-                test = evaluate(forward, data.x_test, data.y_test, cfg, precision)
+            if data.has_test:
+                test = evaluate(forward, data, "test", cfg, precision)
                 row.update(test_loss=test[0], test_acc=test[1])
             row["status"] = "early_stopped" if out_of_patience else "ok"
             row["stopped_by"] = "patience" if out_of_patience else None

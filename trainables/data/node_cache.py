@@ -69,7 +69,8 @@ class CacheResult:
 
 
 @contextmanager
-def _exclusive(lock_path: Path):
+def exclusive(lock_path: Path):
+    """Hold an exclusive fcntl lock on ``lock_path`` (created if absent) for the block."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -105,7 +106,7 @@ def cached_arrays(
             return CacheResult(arrays, meta, path, hit=True)
         except (OSError, ValueError, KeyError) as err:
             log.warning("cache file %s is unreadable (%s); rebuilding it", path, err)
-    with _exclusive(directory / f".{key}.lock"):
+    with exclusive(directory / f".{key}.lock"):
         if path.exists():  # another process built it while we waited for the lock
             try:
                 arrays, meta = _read(path)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from trainables.data.batches import IndexedBatches
+
 
 @dataclass(frozen=True)
 class ArraySplits:
@@ -109,6 +111,34 @@ class DeviceSplits:
     num_classes: int
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+
+    # ---- the loop's view (trainables.data.batches.TrialData) -------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.x_train.device
+
+    @property
+    def has_test(self) -> bool:
+        return self.x_test is not None
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last
+
+    def train_epoch(self, batch_size: int, *, generator: torch.Generator,
+                    max_batches: int | None) -> IndexedBatches:
+        order = list(index_batches(len(self.x_train), batch_size, device=self.device,
+                                   shuffle=True, generator=generator, max_batches=max_batches))
+        return IndexedBatches(self.x_train, self.y_train, order)
+
+    def eval_batches(self, split: str, batch_size: int, *,
+                     max_batches: int | None) -> Iterator[tuple[torch.Tensor, torch.Tensor, None]]:
+        x, y = (self.x_val, self.y_val) if split == "val" else (self.x_test, self.y_test)
+        if x is None or y is None:
+            raise ValueError(f"this dataset has no {split} split")
+        for idx in index_batches(len(x), batch_size, device=x.device, shuffle=False,
+                                 max_batches=max_batches):
+            yield x[idx], y[idx], None
 
     def unnormalise(self, x: torch.Tensor) -> torch.Tensor:
         """Images back on the [0, 1] scale (a no-op when the data was not normalised)."""
