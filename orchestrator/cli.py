@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from orchestrator.commands import list_cmd, report_cmd, run_cmd, show_cmd
+from orchestrator.commands import data_cmd, list_cmd, report_cmd, run_cmd, show_cmd
 from orchestrator.errors import UserError
 
 EPILOG = """examples:
@@ -16,6 +16,8 @@ EPILOG = """examples:
   python -m orchestrator run mnist_attention --set model.attention=[none,se] --seeds 5
   python -m orchestrator run mnist_attention --name my-run --resume
   python -m orchestrator report runs/mnist_attention/<run_id>
+  python -m orchestrator data synth hmdb51 --out /tmp/hmdb51-synth
+  python -m orchestrator run hmdb51_ablation --smoke --data-root /tmp/hmdb51-synth
 """
 
 
@@ -27,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (list_cmd, show_cmd, run_cmd, report_cmd):
+    for module in (list_cmd, show_cmd, run_cmd, report_cmd, data_cmd):
         module.add_parser(commands)
     return parser
 

@@ -84,6 +84,7 @@ def make_plan(experiment: Experiment, options: SweepOptions) -> Plan:
     space, variant_keys = apply_overrides(experiment, space, list(options.overrides))
     validate_space(space, list(options.overrides))
     _check_data(space)
+    _check_weights(space)
 
     scheduler = options.scheduler or experiment.scheduler
     search = options.search or experiment.search
@@ -143,3 +144,23 @@ def _check_data(space: dict[str, Any]) -> None:
             if not ok:
                 where = f" under {root}" if root else ""
                 raise UserError(f"dataset {name}{where} not found; {detail}")
+
+
+def _check_weights(space: dict[str, Any]) -> None:
+    """Refuse to start a sweep whose pretrained weights are not on this machine."""
+    if not has_path(space, "model.pretrained"):
+        return
+    from trainables.models.video.weights import required_weight_files
+
+    names = grid_axes(space).get("model.name") or [get_path(space, "model.name")]
+    flags = grid_axes(space).get("model.pretrained") or [get_path(space, "model.pretrained")]
+    for name in names:
+        for pretrained in flags:
+            if pretrained is not True:
+                continue
+            for path in required_weight_files({"name": name, "pretrained": True}):
+                if not path.exists():
+                    raise UserError(
+                        f"model {name} with pretrained=true needs the weights file {path} "
+                        "(torchvision's, in the torch hub cache; this machine does not "
+                        "download): copy it there, or --set model.pretrained=false")

@@ -16,6 +16,8 @@ PRESETS: dict[str, str] = {
     "vgg16_attention": "search_spaces.vgg16_attention",
     "spatial_attention_cosine": "search_spaces.spatial_attention_cosine",
     "fsdd_attention": "search_spaces.fsdd_attention",
+    "hmdb51_ablation": "search_spaces.hmdb51_ablation",
+    "wlasl_temporal": "search_spaces.wlasl_temporal",
 }
 
 

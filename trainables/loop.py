@@ -138,6 +138,17 @@ def majority_vote_accuracy(probs: torch.Tensor, predicted: torch.Tensor, labels:
     return (choice == truth).float().mean().item()
 
 
+def to_memory_format(model: nn.Module, memory_format: torch.memory_format) -> None:
+    """Convert the weights that have the format's rank (4-D for channels_last, 5-D for
+    channels_last_3d). ``Module.to(memory_format=...)`` refuses a model that mixes ranks, such
+    as a frozen 2-D frame CNN feeding a temporal head on video clips."""
+    rank = 5 if memory_format == torch.channels_last_3d else 4
+    with torch.no_grad():
+        for tensor in (*model.parameters(), *model.buffers()):
+            if tensor.dim() == rank:
+                tensor.data = tensor.data.contiguous(memory_format=memory_format)
+
+
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -173,7 +184,7 @@ def fit(
     params = count_parameters(model)
     model.to(device)
     if cfg.channels_last:
-        model.to(memory_format=data.memory_format)
+        to_memory_format(model, data.memory_format)
     precision = _Precision(cfg.precision, device)
     if precision.mode == "fp16_pure":
         model.half()

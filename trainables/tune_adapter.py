@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 CHECKPOINT_FILE = "state.pt"
-TRAINABLES = ("image", "audio")
+TRAINABLES = ("image", "audio", "video")
 
 
 def _run(kind: str):
@@ -24,6 +24,10 @@ def _run(kind: str):
         from trainables.image import run_image_trial
 
         return run_image_trial
+    if kind == "video":
+        from trainables.video import run_video_trial
+
+        return run_video_trial
     raise ValueError(f"unknown trainable {kind!r}; choose from {', '.join(TRAINABLES)}")
 
 

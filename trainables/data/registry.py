@@ -240,9 +240,120 @@ def _fsdd_available(root: str | None) -> tuple[bool, str]:
 
 
 @dataclass(frozen=True)
+class Hmdb51Config:
+    """HMDB51 clips as seed 003 trained on them: 16 frames over 2 s, 128x171, crop 112."""
+
+    name: str = "hmdb51"
+    root: str | None = None
+    split: int = 1                   # the official split lists 1, 2 or 3
+    classes: int | None = None       # keep the first K classes (A-Z); None: all of them
+    frames: int = 16                 # frames per clip
+    clip_seconds: float = 2.0        # a clip spans this long: 16 frames / 2 s = 8 fps stored
+    height: int = 128                # frames are stored resized to height x width
+    width: int = 171
+    crop: int = 112                  # random crop in training, centre crop for validation
+    flip: bool = True                # random horizontal flip in training
+    mean: tuple[float, ...] = (0.45, 0.45, 0.45)
+    std: tuple[float, ...] = (0.225, 0.225, 0.225)
+    eval_clips: int | None = None    # windows per validation video; None: cover the video
+    limit_train: int | None = None   # class-balanced cap on training videos (smoke runs)
+    split_seed: int = 0
+    cache_dir: str | None = None     # None: $ORCHESTRATOR_CACHE or ~/.cache/attention-orchestrator
+    decode_workers: int | None = None  # threads decoding into the clip store; None: up to 8
+
+
+@dataclass(frozen=True)
+class WlaslConfig:
+    """WLASL-K (the first K glosses) as seed 000 part II used it: 8 frames around the centre."""
+
+    name: str = "wlasl"
+    root: str | None = None
+    glosses: int = 10                # the source's WLASL-10
+    frames: int = 8
+    frame_stride: int = 2            # source frames between the sampled ones
+    use_bbox: bool = True            # crop each frame to the signer's box from the index
+    height: int = 128
+    width: int = 128
+    crop: int = 112
+    flip: bool = False               # mirrored signs are other signs' handedness: off
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # ImageNet's, for the frozen ResNet
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    limit_train: int | None = None
+    split_seed: int = 0
+    cache_dir: str | None = None
+    decode_workers: int | None = None
+
+
+def _rgb(values: tuple[float, ...], key: str) -> tuple[float, float, float]:
+    if len(values) != 3:
+        raise ConfigError(f"data.{key} needs 3 values (R, G, B); got {list(values)}")
+    return (float(values[0]), float(values[1]), float(values[2]))
+
+
+def _hmdb51(cfg: Hmdb51Config):
+    from trainables.data.video.datasets import clip_splits
+    from trainables.data.video.hmdb51 import LAYOUT_HINT, load_hmdb51_index
+    from trainables.data.video.sampling import FrameSampling
+
+    if cfg.split not in (1, 2, 3):
+        raise ConfigError(f"data.split={cfg.split} must be 1, 2 or 3")
+    index = load_hmdb51_index(_root(cfg.root, cfg.name, LAYOUT_HINT), split=cfg.split,
+                              classes=cfg.classes)
+    try:
+        sampling = FrameSampling("rate", cfg.frames, clip_seconds=cfg.clip_seconds)
+    except ValueError as err:
+        raise ConfigError(f"data: {err}") from None
+    return clip_splits(
+        index, dataset=f"hmdb51-split{cfg.split}", sampling=sampling,
+        size=(cfg.height, cfg.width), crop=cfg.crop, flip=cfg.flip,
+        mean=_rgb(cfg.mean, "mean"), std=_rgb(cfg.std, "std"), val_subset="test",
+        test_subset=None, limit_train=cfg.limit_train, split_seed=cfg.split_seed,
+        eval_clips=cfg.eval_clips,
+        cache_dir=Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None,
+        workers=cfg.decode_workers)
+
+
+def _hmdb51_available(root: str | None) -> tuple[bool, str]:
+    from trainables.data.video.hmdb51 import LAYOUT_HINT, find_hmdb51
+
+    if not root:
+        return False, _no_root("hmdb51", LAYOUT_HINT)
+    found = find_hmdb51(Path(root).expanduser())
+    return (True, f"HMDB51 in {found}") if found else (False, f"missing: {LAYOUT_HINT}")
+
+
+def _wlasl(cfg: WlaslConfig):
+    from trainables.data.video.datasets import clip_splits
+    from trainables.data.video.sampling import FrameSampling
+    from trainables.data.video.wlasl import LAYOUT_HINT, load_wlasl_index
+
+    index = load_wlasl_index(_root(cfg.root, cfg.name, LAYOUT_HINT), num_glosses=cfg.glosses)
+    try:
+        sampling = FrameSampling("centre", cfg.frames, stride=cfg.frame_stride)
+    except ValueError as err:
+        raise ConfigError(f"data: {err}") from None
+    return clip_splits(
+        index, dataset=f"wlasl{cfg.glosses}", sampling=sampling, size=(cfg.height, cfg.width),
+        crop=cfg.crop, flip=cfg.flip, mean=_rgb(cfg.mean, "mean"), std=_rgb(cfg.std, "std"),
+        val_subset="val", test_subset="test", use_bbox=cfg.use_bbox,
+        limit_train=cfg.limit_train, split_seed=cfg.split_seed,
+        cache_dir=Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None,
+        workers=cfg.decode_workers)
+
+
+def _wlasl_available(root: str | None) -> tuple[bool, str]:
+    from trainables.data.video.wlasl import INDEX_FILE, LAYOUT_HINT
+
+    if not root:
+        return False, _no_root("wlasl", LAYOUT_HINT)
+    path = Path(root).expanduser() / INDEX_FILE
+    return (True, f"WLASL index {path}") if path.exists() else (False, f"missing: {LAYOUT_HINT}")
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     config: type
-    build: Callable[[Any], ArraySplits]
+    build: Callable[[Any], Any]      # ArraySplits, or ClipSplits for video datasets
     available: Callable[[str | None], tuple[bool, str]]
 
 
@@ -253,6 +364,8 @@ DATASETS: dict[str, DatasetSpec] = {
     "cifar100": DatasetSpec(Cifar100Config, _cifar, _cifar_available(100)),
     "image_folder": DatasetSpec(ImageFolderConfig, _image_folder, _image_folder_available),
     "fsdd": DatasetSpec(FsddConfig, _fsdd, _fsdd_available),
+    "hmdb51": DatasetSpec(Hmdb51Config, _hmdb51, _hmdb51_available),
+    "wlasl": DatasetSpec(WlaslConfig, _wlasl, _wlasl_available),
 }
 
 
@@ -271,14 +384,14 @@ def parse_data_config(values: dict[str, Any]) -> Any:
     return parse(dataset_spec(name).config, values, "data")
 
 
-def load_dataset(values: dict[str, Any]) -> ArraySplits:
+def load_dataset(values: dict[str, Any]) -> Any:
     """Build (or reuse, within this process) the dataset a trial's ``data`` config names."""
     cfg = parse_data_config(values)
     return _cached(cfg)
 
 
 @functools.lru_cache(maxsize=4)
-def _cached(cfg: Any) -> ArraySplits:
+def _cached(cfg: Any) -> Any:
     # Trials that share a worker process reuse the host arrays; each moves them to its device.
     return dataset_spec(cfg.name).build(cfg)
 

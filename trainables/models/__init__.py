@@ -1,6 +1,7 @@
 """Model builders by name; importing this package registers every model."""
 
 # Importing each model module runs its @register_model decorators.
+import trainables.models.video  # noqa: F401  (registers the video networks)
 from trainables.models.cifar_resnet import CifarResNet
 from trainables.models.light_cnn import LightCNN
 from trainables.models.mnist_cnn import MnistCNN
