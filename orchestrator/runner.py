@@ -165,11 +165,29 @@ def finish_meta(target: RunTarget, state: str) -> None:
     files.write_json(record, "meta.json")
 
 
-def fit_to_cluster(plan: Plan, *, explicit_gpus: bool) -> Plan:
-    """Drop a preset's GPU request on a cluster without GPUs, so its trials are not left
-    pending forever; a GPU request the user typed is an error instead."""
+def _fit_cpus(plan: Plan, *, explicit: bool) -> Plan:
+    """Cap a preset's CPU request at the largest node's CPUs (a 4-CPU video trial on a
+    2-core laptop would wait forever); a request the user typed is an error instead."""
     import ray
 
+    largest = max((node.get("Resources", {}).get("CPU", 0) for node in ray.nodes()
+                   if node.get("Alive")), default=0)
+    if largest <= 0 or plan.cpus <= largest:
+        return plan
+    if explicit:
+        raise UserError(f"--cpus-per-trial {plan.cpus:g} but the largest Ray node has "
+                        f"{largest:g} CPUs; ask for at most {largest:g}")
+    note = (f"the preset asks for {plan.cpus:g} CPUs per trial but the largest node has "
+            f"{largest:g}: using {largest:g}")
+    return dataclasses.replace(plan, cpus=float(largest), notes=(*plan.notes, note))
+
+
+def fit_to_cluster(plan: Plan, *, explicit_gpus: bool, explicit_cpus: bool = False) -> Plan:
+    """Drop a preset's GPU request on a cluster without GPUs, so its trials are not left
+    pending forever; a GPU request the user typed is an error instead. CPUs likewise."""
+    import ray
+
+    plan = _fit_cpus(plan, explicit=explicit_cpus)
     if plan.gpus <= 0:
         return plan
     available = ray.cluster_resources().get("GPU", 0)
@@ -193,7 +211,8 @@ def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
         raise UserError(f"no resumable run at {target.location}; "
                         "check --storage and --name (see the run directories under it)")
     init_ray(address, verbosity)
-    plan = fit_to_cluster(plan, explicit_gpus=options.gpus_per_trial is not None)
+    plan = fit_to_cluster(plan, explicit_gpus=options.gpus_per_trial is not None,
+                          explicit_cpus=options.cpus_per_trial is not None)
     write_meta(target, plan, argv, options)
     if verbosity > 0:
         verb = "resuming" if resume else "running"

@@ -170,8 +170,12 @@ def validate_space(space: Mapping[str, Any], overrides: list[str]) -> None:
             parse_trial(config)
             parse_data_config(config.get("data", {}))
             # Build on the meta device: checks every model argument, allocates nothing.
+            # Pretrained weights are checked as files by the plan, not loaded here.
+            model = dict(config.get("model", {}))
+            if model.get("pretrained") is True:
+                model["pretrained"] = False
             with torch.device("meta"):
-                build_model(config.get("model", {}))
+                build_model(model)
         except ConfigError as err:
             hint = f" (from --set {' --set '.join(overrides)})" if overrides else ""
             raise UserError(f"{err}{hint}") from None
