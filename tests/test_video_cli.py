@@ -71,6 +71,7 @@ class TestHmdb51:
         note = rows["baseline"]["data_note"]
         assert "skipped 1 undecodable video(s): broken_clip" in note and "clip cache" in note
         assert "0.7270" in out.stdout and "0.2815" in out.stdout  # the source's numbers
+        assert "clip cache: 9 trial(s) read decoded clips, 1 decoded them" in out.stdout
         epochs = pl.concat([pl.read_parquet(p) for p in (run_dir / "epochs").glob("*.parquet")])
         # Validation accuracy is per video: a multiple of 1 / (validation videos).
         n_val = int(note.split("test ")[1].split(" ")[0])

@@ -93,6 +93,17 @@ def _skipped_notes(run) -> str:
     return "; ".join(dict.fromkeys(parts))
 
 
+def _clip_cache_line(run) -> str:
+    """How many trials found the decoded-clip store ready and how many decoded it."""
+    notes = run.trials["data_note"].drop_nulls().to_list()
+    hits = sum("clip cache hit" in note for note in notes)
+    misses = sum("clip cache miss" in note for note in notes)
+    if not hits and not misses:
+        return ""
+    return (f"clip cache: {hits} trial(s) read decoded clips, {misses} decoded them "
+            "(once per node and data setting)")
+
+
 def _summarise(location: str, *, quiet: bool) -> None:
     from analysis.load import load_run
     from analysis.report import write_report
@@ -112,5 +123,8 @@ def _summarise(location: str, *, quiet: bool) -> None:
     skipped = _skipped_notes(run)
     if skipped:
         print("data: " + skipped)
+    cache = _clip_cache_line(run)
+    if cache:
+        print(cache)
     report = write_report(run_dir)
     print(f"results: {run_dir}\nreport:  {report}")
