@@ -22,7 +22,7 @@ from analysis.summary import OK_STATUSES
 if TYPE_CHECKING:  # altair is imported lazily: `import analysis` should stay fast.
     import altair as alt
 
-__all__ = ["can_render_svg", "chart_html", "seed_spread_chart", "val_curves_chart"]
+__all__ = ["can_render_svg", "chart_html", "embed_script", "seed_spread_chart", "val_curves_chart"]
 
 _WIDTH = 560
 # Variant label for epoch rows whose trial is not (yet) in trials.parquet.
@@ -162,33 +162,68 @@ def seed_spread_chart(
     )
 
 
-def chart_html(chart: alt.TopLevelMixin) -> str:
+def chart_html(chart: alt.TopLevelMixin, *, vl_version: str | None = None) -> str:
     """One chart as an HTML fragment with no external resources.
 
-    Inline SVG when `vl_convert` is importable; otherwise the Vega-Lite spec as an inert
-    `<script type="application/json">` block (never executed, never fetches) plus a note
-    naming the package that would render it. A rendering failure degrades the same way
-    instead of losing the whole report.
+    The figure holds the Vega-Lite spec as inert JSON (`<script type="application/json">`,
+    never executed by itself) and, where `vl_convert` is importable, a static SVG rendering
+    of it. The report's inlined vega-embed bundle (`embed_script`) then replaces the SVG with
+    the interactive chart (tooltips); without JavaScript the static SVG stays. A rendering
+    failure degrades to the spec and a note instead of losing the whole report.
     """
     spec = chart.to_dict()
     problem = f"Install {RENDER_PACKAGE} and write the report again to draw it."
+    static = ""
     if can_render_svg():
         try:
             import vl_convert
 
-            svg = vl_convert.vegalite_to_svg(json.dumps(spec))
-            return f'<figure class="chart">{_strip_xml_prolog(svg)}</figure>'
+            static = _strip_xml_prolog(vl_convert.vegalite_to_svg(json.dumps(spec)))
         except Exception as exc:  # a chart must not cost the tables
             problem = f"Rendering with vl_convert failed: {exc}"
+    if not static:
+        static = (f'<p class="note">Chart not drawn, embedded as a Vega-Lite spec. '
+                  f"{html.escape(problem)}</p>")
     # "</script>" or "<!--" inside a script element would derail the HTML parser; "\u003c"
     # is the same JSON string with no "<" in it.
     payload = json.dumps(spec).replace("<", "\\u003c")
-    return (
-        '<figure class="chart chart-spec">'
-        f'<p class="note">Chart not drawn, embedded as a Vega-Lite spec. {html.escape(problem)}</p>'
-        f'<script type="application/json" class="vega-lite-spec">{payload}</script>'
-        "</figure>"
-    )
+    return (f'<figure class="chart"><div class="vega-target">{static}</div>'
+            f'<script type="application/json" class="vega-lite-spec">{payload}</script>'
+            "</figure>")
+
+
+# Runs once the page has loaded: every figure's spec becomes an interactive chart. A figure
+# gets class "rendered" (or "render-failed", keeping its static SVG), which tests read.
+_EMBED_INIT = """
+document.querySelectorAll("figure.chart").forEach(function (figure) {
+  var target = figure.querySelector(".vega-target");
+  var spec = JSON.parse(figure.querySelector("script.vega-lite-spec").textContent);
+  var fallback = target.innerHTML;
+  target.innerHTML = "";
+  vegaEmbed(target, spec, {renderer: "svg", actions: false}).then(function () {
+    figure.classList.add("rendered");
+  }).catch(function (error) {
+    target.innerHTML = fallback;
+    figure.classList.add("render-failed");
+    figure.setAttribute("data-error", String(error));
+  });
+});
+"""
+
+
+def embed_script() -> str:
+    """`<script>` elements with the vega, vega-lite and vega-embed JavaScript inlined (about
+    0.9 MB, from `vl_convert`) plus the code that draws every figure; "" where the bundle is
+    unavailable (the static SVGs then stand alone)."""
+    try:
+        import vl_convert
+
+        bundle = vl_convert.javascript_bundle()
+    except Exception:
+        return ""
+    # Neither sequence may appear inside an inline script; "<\/" is "</" to JavaScript.
+    bundle = bundle.replace("</script", "<\\/script").replace("<!--", "<\\!--")
+    return f"<script>{bundle}</script>\n<script>{_EMBED_INIT}</script>"
 
 
 def _strip_xml_prolog(svg: str) -> str:

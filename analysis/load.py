@@ -63,7 +63,8 @@ def load_run(run_dir: Path) -> Run:
     """Read `run_dir` (meta.json, trials.parquet, epochs/*.parquet) into a `Run`.
 
     A missing meta.json reads as `{}` so that a run whose metadata was lost still reports;
-    a missing trials.parquet is an error because without it there is nothing to report.
+    a missing trials.parquet reads as no trials when meta.json is there (a sweep that has not
+    finished a trial yet), and is an error otherwise (not a run dir at all).
     Epoch files are concatenated diagonally, so a column absent from some files is null
     there; every contract column is present (typed, possibly all null) in both frames.
     Files whose name starts with "." are the sink's in-flight temp files and are skipped.
@@ -72,10 +73,14 @@ def load_run(run_dir: Path) -> Run:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run dir not found: {run_dir} ({_LAYOUT})")
     trials_path = run_dir / TRIALS_FILE
-    if not trials_path.is_file():
+    if trials_path.is_file():
+        trials = _with_contract_columns(pl.read_parquet(trials_path), TRIAL_DTYPES)
+    elif (run_dir / META_FILE).is_file():
+        # A sweep that has started but finished no trial yet (or died before its first):
+        # still a run, reported as having no trials.
+        trials = pl.DataFrame(schema=TRIAL_DTYPES)
+    else:
         raise FileNotFoundError(f"{TRIALS_FILE} not found: {trials_path} ({_LAYOUT})")
-
-    trials = _with_contract_columns(pl.read_parquet(trials_path), TRIAL_DTYPES)
     return Run(meta=_read_meta(run_dir / META_FILE), trials=trials, epochs=_read_epochs(run_dir))
 
 

@@ -1,14 +1,15 @@
 """A single self-contained HTML report for one run.
 
 One file that can be mailed, attached to an issue or opened on an air-gapped laptop: inline
-CSS, charts as inline SVG (or inert JSON specs, see `analysis.charts`), no script or style
-loaded from anywhere. Everything taken from the run (variant names, error messages, meta)
+CSS, charts as static SVG made interactive by an inlined vega-embed bundle (or inert JSON
+specs, see `analysis.charts`), no script or style loaded from anywhere. Everything taken from the run (variant names, error messages, meta)
 is escaped, because trial errors carry arbitrary exception text.
 """
 
 from __future__ import annotations
 
 import html
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,13 +21,14 @@ from analysis.charts import (
     RENDER_PACKAGE,
     can_render_svg,
     chart_html,
+    embed_script,
     seed_spread_chart,
-    val_curves_chart,
 )
 from analysis.gallery import gallery_html
 from analysis.load import Run, load_run
 from analysis.schema import REPORT_FILE
-from analysis.summary import MISSING, display_table, summarize, variant_order
+from analysis.study import METRICS, StudyStats, answer, study_stats
+from analysis.summary import MISSING, display_table, summarize
 
 __all__ = ["render_report", "write_report"]
 
@@ -80,6 +82,8 @@ dl.facts dt { font-weight: 600; } dl.facts dd { margin: 0; overflow-wrap: anywhe
 tr.status-diverged td, tr.status-error td { background: #fdecea; }
 tr.status-running td { background: #eef4fb; }
 figure.chart { margin: 1em 0; }
+.answer { background: #f3f7fb; border-left: 4px solid #4a7ab8; padding: .3em 1em; }
+.answer p { margin: .45em 0; }
 """
 
 
@@ -104,13 +108,18 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     return target
 
 
-def render_report(run: Run, title_fallback: str = "run", run_dir: Path | None = None) -> str:
+def render_report(run: Run, title_fallback: str = "run", run_dir: Path | None = None,
+                  *, with_aso: bool = False) -> str:
     """The report for `run` as one HTML string (see the module docstring for why offline).
 
-    With `run_dir`, the trials' attention-map artifacts become an inline gallery."""
+    Order: the answer in a few sentences, then the tables (variants with 95% intervals, the
+    comparison with the baseline, the source's numbers beside ours, the plain summary), the
+    charts, the trials, and the run's metadata. With `run_dir`, the trials' attention-map
+    artifacts become an inline gallery."""
     meta = run.meta
     summary = summarize(run)
-    order = variant_order(run)
+    stats = study_stats(run, with_aso=with_aso)
+    order = stats.order
     preset = meta.get("preset") or "run"
     run_id = meta.get("run_id") or title_fallback
     title = f"{preset} — {run_id}"
@@ -128,7 +137,22 @@ def render_report(run: Run, title_fallback: str = "run", run_dir: Path | None = 
             '<p class="smoke">Smoke run: tiny budget to check the pipeline; '
             "these numbers are not results.</p>"
         )
-    parts.append(_facts_html(meta))
+    state = run_state(run)
+    if state != "finished":
+        parts.append(f'<p class="smoke">Run state: {_esc(state)}. Numbers cover the trials '
+                     "finished so far.</p>")
+
+    parts.append('<h2 id="answer">Answer</h2><div class="answer">')
+    parts.extend(f"<p>{_esc(sentence)}</p>" for sentence in answer(stats, run))
+    parts.append("</div>")
+
+    parts.append("<h2>Variants</h2>")
+    parts.append(
+        '<p class="note">Over the seeds whose trials ended ok or early_stopped: mean and 95% '
+        "bootstrap confidence interval (BCa), n seeds. One seed gives no interval.</p>")
+    parts.append(_estimates_html(stats))
+    parts.append(_comparisons_html(stats))
+    parts.append(_reproduction_html(stats))
 
     parts.append("<h2>Summary</h2>")
     parts.append(
@@ -152,29 +176,141 @@ def render_report(run: Run, title_fallback: str = "run", run_dir: Path | None = 
             f'<p class="note">{_esc(RENDER_PACKAGE)} is not installed, so the charts below are '
             "embedded as Vega-Lite specs and not drawn.</p>"
         )
-    curves = val_curves_chart(run, order)
-    parts.append(
-        chart_html(curves)
-        if curves is not None
-        else '<p class="note">No finished epochs yet: no validation curves.</p>'
-    )
-    spread = seed_spread_chart(run, summary, order)
-    if spread is not None:
-        parts.append(chart_html(spread))
-        parts.append(
-            '<p class="note">Dots: one per seed (ok or early_stopped). Black tick and bar: '
-            "mean ± std. Red diamond: the reported number.</p>"
-        )
-    else:
-        parts.append('<p class="note">No test accuracy yet and none reported.</p>')
+    charts = report_charts(run, stats, summary)
+    if not any(name == "learning_curves" for name, _, _ in charts):
+        parts.append('<p class="note">No finished epochs yet: no learning curves.</p>')
+    for _, chart, caption in charts:
+        parts.append(chart_html(chart))
+        if caption:
+            parts.append(f'<p class="note">{_esc(caption)}</p>')
 
     if run_dir is not None:
         parts.append(gallery_html(run_dir, run.trials, order))
 
     parts.append("<h2>Trials</h2>")
     parts.append(_trials_html(run.trials, order))
+    parts.append("<h2>Run</h2>")
+    parts.append(_facts_html(meta))
+    if charts:
+        parts.append(embed_script())
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def run_state(run: Run) -> str:
+    """finished, or how far a run got: a report may be written mid-sweep or after a crash."""
+    state = run.meta.get("state")
+    running = run.trials.filter(pl.col("status") == "running").height
+    if state in (None, "running") and not run.meta.get("ended_at"):
+        return f"in progress ({running} trial(s) running)" if running else "in progress"
+    if state and state not in ("finished", "ok"):
+        return str(state)
+    return "finished"
+
+
+def report_charts(run: Run, stats: StudyStats, summary: pl.DataFrame
+                  ) -> list[tuple[str, Any, str]]:
+    """(name, Altair chart, caption) for every chart this run has data for, in report order."""
+    from analysis import plots
+
+    label = dict((c, name) for c, name, _ in METRICS).get(stats.primary, stats.primary)
+    out: list[tuple[str, Any, str]] = []
+
+    def add(name: str, chart: Any, caption: str = "") -> None:
+        if chart is not None:
+            out.append((name, chart, caption))
+
+    add("learning_curves", plots.learning_curves(run.epochs, run.trials, stats.order),
+        "Mean over seeds with a 95% t-interval band; each seed faint behind. ▼ early stop, "
+        "✕ divergence.")
+    comparisons = stats.comparison_frame()
+    if comparisons.height:
+        add("effect", plots.effect_plot(
+            comparisons, metric_title=f"difference in {label} vs {stats.baseline} (points)"),
+            "Mean paired difference with its 95% bootstrap interval; colour is the verdict.")
+    primary = stats.estimates.filter(pl.col("metric") == stats.primary).select(
+        "variant", "mean", "ci_low", "ci_high")
+    for column, title, name in (("train_time_s", "mean training time (s)", "cost_time"),
+                                ("params", "trainable parameters", "cost_params")):
+        cost = stats.estimates.filter(pl.col("metric") == column).select(
+            "variant", pl.col("mean").alias(column))
+        frame = primary.join(cost, on="variant").drop_nulls().filter(
+            pl.col("mean").is_finite() & pl.col(column).is_finite())
+        if frame.height >= 2:
+            add(name, plots.cost_frontier(frame, x=column, x_title=title, y_title=label))
+    add("seed_spread", seed_spread_chart(run, summary, stats.order),
+        "Dots: one per seed (ok or early_stopped). Black tick and bar: mean ± std. "
+        "Red diamond: the reported number.")
+    add("status", plots.status_breakdown(run.trials, stats.order))
+    add("hparam_importance", plots.hparam_importance(run.trials, metric=stats.primary),
+        "Share of the metric's variance each hyperparameter explains alone (η²).")
+    add("parallel_coordinates", plots.parallel_coordinates(run.trials, metric=stats.primary))
+    return out
+
+
+def _ci(row: dict[str, Any] | None, fmt: str = ".4f") -> str:
+    if not row or row["n"] == 0 or row["mean"] is None or not math.isfinite(row["mean"]):
+        return MISSING
+    text = format(row["mean"], fmt)
+    if row["ci_low"] is not None and math.isfinite(row["ci_low"]):
+        text += f" [{format(row['ci_low'], fmt)}, {format(row['ci_high'], fmt)}]"
+    return text
+
+
+def _estimates_html(stats: StudyStats) -> str:
+    if not stats.order:
+        return '<p class="note">No trials in this run yet.</p>'
+    columns = [(c, name, ".0f" if c in ("params", "train_time_s", "samples_per_s") else ".4f")
+               for c, name, _ in METRICS]
+    headers = ["variant", "n", *(name for _, name, _ in columns)]
+    rows = []
+    for variant in stats.order:
+        first = stats.estimate_of(variant, stats.primary)
+        cells = [variant, str(first["n"] if first else 0)]
+        cells += [_ci(stats.estimate_of(variant, c), fmt) for c, _, fmt in columns]
+        rows.append(cells)
+    return _table_html(headers, rows, text_columns={0})
+
+
+def _comparisons_html(stats: StudyStats) -> str:
+    if not stats.comparisons:
+        return "".join(f'<p class="note">{_esc(n)}</p>' for n in stats.notes)
+    label = dict((c, name) for c, name, _ in METRICS).get(stats.primary, stats.primary)
+    frame = stats.comparison_frame()
+    headers = ["variant", "seeds paired", f"Δ {label} (points)", "95% CI", "p", "p (Holm)",
+               "verdict", "seeds suggested"]
+    rows = []
+    for r in frame.iter_rows(named=True):
+        def num(value: Any, fmt: str) -> str:
+            return MISSING if value is None or not math.isfinite(value) else format(value, fmt)
+
+        rows.append([r["variant"], str(r["n_pairs"]), num(r["mean_diff"], "+.2f"),
+                     f"[{num(r['ci_low'], '+.2f')}, {num(r['ci_high'], '+.2f')}]",
+                     num(r["p_value"], ".3f"), num(r["p_adjusted"], ".3f"), r["verdict"],
+                     MISSING if r["seeds_suggested"] is None else str(r["seeds_suggested"])])
+    note = (f'<p class="note">Paired by seed against {_esc(stats.baseline)}: exact sign-flip '
+            "permutation test, Holm-corrected across variants at α = 0.05. “No detectable "
+            "difference” means the whole interval lies within ±0.5 points; “needs more "
+            "seeds” gives how many seeds would detect the larger of that and the observed "
+            "difference with 80% power.</p>")
+    return (f"<h2>Against the baseline</h2>{note}"
+            + _table_html(headers, rows, text_columns={0, 6}))
+
+
+def _reproduction_html(stats: StudyStats) -> str:
+    table = stats.reproduction
+    if not table.height:
+        return ""
+    headers = ["variant", "measure", "source reported", "ours (mean [95% CI])", "n",
+               "source inside our CI"]
+    rows = []
+    for r in table.iter_rows(named=True):
+        inside = {True: "yes", False: "no", None: "— (needs ≥ 2 seeds)"}[r["inside"]]
+        ours = _ci({"n": r["n"], "mean": r["ours"], "ci_low": r["ci_low"],
+                    "ci_high": r["ci_high"]})
+        rows.append([r["variant"], r["key"], f"{r['reported']:.4g}", ours, str(r["n"]), inside])
+    return ("<h2>Source vs reproduced</h2>"
+            + _table_html(headers, rows, text_columns={0, 1, 5}))
 
 
 def _divergence_html(run: Run) -> str:

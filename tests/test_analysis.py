@@ -207,8 +207,15 @@ class TestLoadRun:
 
     def test_missing_trials_file_names_the_path(self, run_dir: Path) -> None:
         (run_dir / TRIALS_FILE).unlink()
+        (run_dir / META_FILE).unlink()
         with pytest.raises(FileNotFoundError, match=re.escape(str(run_dir / TRIALS_FILE))):
             load_run(run_dir)
+
+    def test_a_started_run_without_trials_reads_as_empty(self, run_dir: Path) -> None:
+        """A sweep that has not finished a trial yet is still a run, with no trials."""
+        (run_dir / TRIALS_FILE).unlink()
+        run = load_run(run_dir)
+        assert run.trials.is_empty() and "status" in run.trials.columns
 
     def test_missing_meta_reads_as_empty(self, run_dir: Path) -> None:
         (run_dir / META_FILE).unlink()
@@ -345,6 +352,11 @@ def _no_remote_resources(text: str) -> None:
     assert "@import" not in text
 
 
+def _title(spec: dict[str, Any]) -> str:
+    title = spec.get("title", "")
+    return title.get("text", "") if isinstance(title, dict) else str(title)
+
+
 @pytest.fixture
 def no_vl_convert(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make `import vl_convert` fail, whatever is installed."""
@@ -412,23 +424,23 @@ class TestWriteReport:
         blocks = re.findall(
             r'<script type="application/json" class="vega-lite-spec">(.*?)</script>', text, re.S
         )
-        assert len(blocks) == 2
+        assert len(blocks) == text.count('<figure class="chart">') >= 4
         specs = [json.loads(b) for b in blocks]
+        titles = [_title(spec) for spec in specs]
+        assert any("Validation accuracy" in t or "val" in t.lower() for t in titles), titles
         assert "vl-convert-python" in text  # the note names what would draw them
-        curves = specs[0]["data"]["values"]
-        assert len(curves) == sum(t[6] for t in TRIALS)
+        # Nothing executable without the bundle: the specs are inert data.
         assert "<script>" not in text.replace('<script type="application/json"', "")
 
     def test_with_vl_convert_charts_are_inline_svg(
         self, run_dir: Path, fake_vl_convert: list[dict[str, Any]]
     ) -> None:
         text = write_report(run_dir).read_text(encoding="utf-8")
-        assert text.count('<figure class="chart"><svg') == 2
+        figures = text.count('<figure class="chart">')
+        assert figures >= 4 and text.count('<div class="vega-target"><svg') == figures
         assert "<?xml" not in text
-        assert "vega-lite-spec" not in text
         _no_remote_resources(text)
-        curves, spread = fake_vl_convert
-        assert {r["variant"] for r in curves["data"]["values"]} == set(ORDER)
+        spread = next(s for s in fake_vl_convert if _title(s) == "Test accuracy per variant")
         # The strip chart has one dot per counted seed, the mean ± std, and reported marks.
         layer_values = [layer["data"]["values"] for layer in spread["layer"]]
         assert len(layer_values[0]) == sum(1 for t in TRIALS if t[2] != "diverged")
@@ -447,7 +459,7 @@ class TestWriteReport:
         module.vegalite_to_svg = broken  # type: ignore[attr-defined]
         monkeypatch.setitem(sys.modules, "vl_convert", module)
         text = write_report(run_dir).read_text(encoding="utf-8")
-        assert text.count('class="vega-lite-spec"') == 2
+        assert text.count('class="vega-lite-spec"') == text.count('<figure class="chart">') >= 4
         assert "unsupported vega-lite version" in text
 
     def test_user_text_is_escaped(self, tmp_path: Path, no_vl_convert: None) -> None:

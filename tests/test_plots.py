@@ -1,0 +1,401 @@
+"""Chart builders of analysis.plots: the numbers they hand Altair, and that every spec renders."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats as scipy_stats
+
+from analysis.load import EPOCH_DTYPES, TRIAL_DTYPES
+from analysis.plots import (
+    STATUS_COLOURS,
+    VERDICT_COLOURS,
+    cost_frontier,
+    effect_plot,
+    export_chart,
+    hparam_importance,
+    hparam_importance_table,
+    learning_curve_stats,
+    learning_curves,
+    parallel_coordinates,
+    parallel_coordinates_data,
+    pareto_frontier,
+    status_breakdown,
+)
+
+vl_convert = pytest.importorskip("vl_convert")
+
+ORDER = ["base", "se", "cbam"]
+OFFSET = {"base": 0.0, "se": 0.03, "cbam": 0.02}
+EPOCHS = 5
+# (variant, seed) -> (status, epochs run): se/2 diverges in epoch 3 (NaN there), cbam/1 stops.
+SPECIAL = {("se", 2): ("diverged", 3), ("cbam", 1): ("early_stopped", 3)}
+
+
+def _val_acc(variant: str, seed: int, epoch: int) -> float:
+    return 0.5 + 0.08 * epoch + OFFSET[variant] + 0.01 * ((seed * 7 + epoch * 3) % 5)
+
+
+@pytest.fixture(scope="module")
+def run_frames() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """3 variants x 3 seeds x up to 5 epochs, one diverged, one early-stopped, one orphan row."""
+    trials: list[dict[str, Any]] = []
+    epochs: list[dict[str, Any]] = []
+    for variant in ORDER:
+        for seed in range(3):
+            trial_id = f"{variant}-{seed}"
+            status, run = SPECIAL.get((variant, seed), ("ok", EPOCHS))
+            diverged = status == "diverged"
+            trials.append({
+                "trial_id": trial_id, "variant": variant, "seed": seed, "status": status,
+                "error": "loss is nan" if diverged else None,
+                "stopped_by": {"diverged": "divergence", "early_stopped": "patience"}.get(status),
+                "epochs_run": run, "best_val_acc": _val_acc(variant, seed, run - 1),
+                "train_time_s": 10.0 * run, "diverged_epoch": run if diverged else None,
+                "diverged_step": 17 if diverged else None,
+            })
+            for epoch in range(1, run + 1):
+                value = math.nan if diverged and epoch == run else _val_acc(variant, seed, epoch)
+                epochs.append({"trial_id": trial_id, "epoch": epoch, "val_acc": value,
+                               "val_loss": 1.0 / epoch})
+    epochs.append({"trial_id": "ghost", "epoch": 1, "val_acc": 0.99, "val_loss": 0.1})
+    trial_frame = pl.DataFrame(trials).select(
+        pl.col(name).cast(dtype) if name in trials[0] else pl.lit(None, dtype=dtype).alias(name)
+        for name, dtype in TRIAL_DTYPES.items()
+    )
+    epoch_frame = pl.DataFrame(epochs).select(
+        pl.col(name).cast(dtype) if name in epochs[0] else pl.lit(None, dtype=dtype).alias(name)
+        for name, dtype in EPOCH_DTYPES.items()
+    )
+    return epoch_frame, trial_frame
+
+
+@pytest.fixture(scope="module")
+def search_trials() -> pl.DataFrame:
+    """A random search: accuracy depends mostly on lr (log-uniform), a little on dropout."""
+    rng = np.random.default_rng(0)
+    n = 40
+    log_lr = rng.uniform(-5.0, -1.0, n)
+    dropout = rng.uniform(0.0, 0.5, n)
+    optimizer = rng.choice(["adam", "sgd"], n)
+    acc = 0.95 - 0.08 * (log_lr + 3.0) ** 2 - 0.02 * dropout + rng.normal(0, 0.003, n)
+    return pl.DataFrame({
+        "trial_id": [f"t{i:02d}" for i in range(n)],
+        "variant": ["se"] * n,
+        "seed": [i % 3 for i in range(n)],
+        "status": ["ok"] * n,
+        "best_val_acc": acc,
+        "cfg.seed": [i % 3 for i in range(n)],
+        "cfg.variant": ["se"] * n,
+        "cfg.data.batch_size": [64] * n,
+        "cfg.train.lr": 10.0**log_lr,
+        "cfg.model.dropout": dropout,
+        "cfg.train.optimizer": optimizer,
+    })
+
+
+def _layers(chart: Any) -> list[dict[str, Any]]:
+    spec = chart.to_dict()
+    return spec.get("layer", [spec])
+
+
+def _mark(layer: dict[str, Any]) -> dict[str, Any]:
+    mark = layer["mark"]
+    return mark if isinstance(mark, dict) else {"type": mark}
+
+
+def _render_svg(chart: Any) -> str:
+    svg = vl_convert.vegalite_to_svg(chart.to_dict())
+    assert "<svg" in svg
+    return svg
+
+
+# ---------------------------------------------------------------------------- learning curves
+
+
+class TestLearningCurves:
+    def test_band_matches_hand_computation(self, run_frames) -> None:
+        epochs, trials = run_frames
+        stats = learning_curve_stats(epochs, trials, confidence=0.9)
+        row = stats.filter((pl.col("variant") == "base") & (pl.col("epoch") == 2)).row(
+            0, named=True
+        )
+        values = [_val_acc("base", seed, 2) for seed in range(3)]
+        mean, std = statistics.mean(values), statistics.stdev(values)
+        half = scipy_stats.t.ppf(0.95, 2) * std / math.sqrt(3)
+        assert row["n"] == 3
+        assert row["mean"] == pytest.approx(mean)
+        assert row["ci_low"] == pytest.approx(mean - half)
+        assert row["ci_high"] == pytest.approx(mean + half)
+
+    def test_diverged_not_averaged_and_seeds_counted(self, run_frames) -> None:
+        epochs, trials = run_frames
+        stats = learning_curve_stats(epochs, trials)
+        n = {(r["variant"], r["epoch"]): r["n"] for r in stats.iter_rows(named=True)}
+        assert n[("se", 1)] == 2  # the diverged seed is drawn but not averaged
+        assert n[("cbam", 2)] == 3 and n[("cbam", 5)] == 2  # early stop shrinks n later
+        assert "ghost" not in stats["variant"].to_list()
+        assert set(stats["variant"].to_list()) == set(ORDER)  # orphan epoch row dropped
+
+    def test_single_seed_has_no_band(self, run_frames) -> None:
+        epochs, trials = run_frames
+        one = trials.filter(pl.col("trial_id") == "base-0")
+        stats = learning_curve_stats(epochs, one)
+        assert stats["n"].to_list() == [1] * EPOCHS
+        assert stats["ci_low"].null_count() == EPOCHS
+        chart = learning_curves(epochs, one, ORDER)
+        assert not any(_mark(layer)["type"] == "area" for layer in _layers(chart))
+
+    def test_markers_for_early_stopped_and_diverged(self, run_frames) -> None:
+        epochs, trials = run_frames
+        layers = _layers(learning_curves(epochs, trials, ORDER))
+        by_shape = {_mark(layer).get("shape"): layer for layer in layers}
+        early = by_shape["triangle-down"]["data"]["values"]
+        assert [(r["trial_id"], r["epoch"]) for r in early] == [("cbam-1", 3)]
+        crosses = by_shape["cross"]
+        assert _mark(crosses)["color"] == "#d62728"
+        # Last finite epoch is 2 (epoch 3 is NaN); the note says where it blew up.
+        [row] = crosses["data"]["values"]
+        assert (row["trial_id"], row["epoch"]) == ("se-2", 2)
+        assert row["note"].startswith("diverged") and "epoch 3" in row["note"]
+        assert "note" in [t["field"] for t in crosses["encoding"]["tooltip"]]
+
+    def test_layers_band_and_faint_seeds(self, run_frames) -> None:
+        epochs, trials = run_frames
+        chart = learning_curves(epochs, trials, ORDER)
+        layers = _layers(chart)
+        area = next(layer for layer in layers if _mark(layer)["type"] == "area")
+        assert _mark(area)["opacity"] == pytest.approx(0.2)
+        seeds = layers[0]
+        assert _mark(seeds)["opacity"] == pytest.approx(0.25)
+        assert {r["trial_id"] for r in seeds["data"]["values"]} == set(trials["trial_id"])
+        assert all(r["value"] is not None for r in seeds["data"]["values"])
+        colour = layers[0]["encoding"]["color"]["scale"]["domain"]
+        assert colour == ORDER
+        assert chart.to_dict()["width"] == 560
+
+    def test_empty_epochs_give_none(self, run_frames) -> None:
+        epochs, trials = run_frames
+        assert learning_curves(epochs.clear(), trials, ORDER) is None
+        assert learning_curves(epochs, trials.clear(), ORDER) is None
+
+    def test_bad_confidence_or_metric_raise(self, run_frames) -> None:
+        epochs, trials = run_frames
+        with pytest.raises(ValueError, match="confidence"):
+            learning_curve_stats(epochs, trials, confidence=95)
+        with pytest.raises(ValueError, match="val_accuracy"):
+            learning_curves(epochs, trials, ORDER, metric="val_accuracy")
+
+
+# ---------------------------------------------------------------------------- cost frontier
+
+
+def _costs(xs: list[float], means: list[float]) -> pl.DataFrame:
+    return pl.DataFrame({
+        "variant": [f"v{i}" for i in range(len(xs))],
+        "train_time_s": xs,
+        "mean": means,
+        "ci_low": [m - 0.01 for m in means],
+        "ci_high": [m + 0.01 for m in means],
+    })
+
+
+class TestCostFrontier:
+    def test_pareto_set_excludes_dominated(self) -> None:
+        # v2 costs more than v1 and is worse; v4 ties v3's cost but is worse.
+        summary = _costs([10.0, 100.0, 200.0, 300.0, 300.0], [0.80, 0.85, 0.83, 0.90, 0.88])
+        front = pareto_frontier(summary, x="train_time_s")
+        assert front["variant"].to_list() == ["v0", "v1", "v3"]
+        layers = _layers(cost_frontier(summary, x="train_time_s", x_title="training time (s)"))
+        step = next(layer for layer in layers if _mark(layer).get("interpolate") == "step-after")
+        assert [r["variant"] for r in step["data"]["values"]] == ["v0", "v1", "v3"]
+        points = next(layer for layer in layers if _mark(layer)["type"] == "point")
+        flags = {r["variant"]: r["frontier"] for r in points["data"]["values"]}
+        assert flags == {"v0": "on frontier", "v1": "on frontier", "v2": "dominated",
+                         "v3": "on frontier", "v4": "dominated"}
+
+    def test_log_scale_only_when_span_exceeds_20(self) -> None:
+        wide = cost_frontier(_costs([10.0, 300.0], [0.8, 0.9]), x="train_time_s", x_title="s")
+        narrow = cost_frontier(_costs([10.0, 150.0], [0.8, 0.9]), x="train_time_s", x_title="s")
+        assert _layers(wide)[0]["encoding"]["x"]["scale"]["type"] == "log"
+        assert "type" not in _layers(narrow)[0]["encoding"]["x"]["scale"]
+
+    def test_titles_and_nothing_to_draw(self) -> None:
+        summary = _costs([1e5, 2e5], [0.8, 0.9]).rename({"train_time_s": "params"})
+        spec = cost_frontier(summary, x="params", x_title="parameters").to_dict()
+        assert spec["layer"][0]["encoding"]["x"]["title"] == "parameters"
+        assert spec["layer"][0]["encoding"]["y"]["title"] == "best val acc"
+        empty = _costs([1.0], [0.5]).with_columns(pl.lit(None, dtype=pl.Float64).alias("mean"))
+        assert cost_frontier(empty, x="train_time_s", x_title="s") is None
+
+
+# ---------------------------------------------------------------------------- effect plot
+
+
+COMPARISONS = pl.DataFrame({
+    "variant": ["se", "cbam", "eca", "aa"],
+    "mean_diff": [0.8, -1.2, 0.1, 0.5],
+    "ci_low": [0.3, -2.0, -0.4, -1.5],
+    "ci_high": [1.3, -0.4, 0.6, 2.5],
+    "verdict": ["better", "worse", "no detectable difference", "needs more seeds"],
+})
+
+
+class TestEffectPlot:
+    def test_colours_follow_verdicts(self) -> None:
+        layers = _layers(effect_plot(COMPARISONS))
+        point = next(layer for layer in layers if _mark(layer)["type"] == "point")
+        scale = point["encoding"]["color"]["scale"]
+        colour = dict(zip(scale["domain"], scale["range"], strict=True))
+        assert colour == VERDICT_COLOURS
+        assert colour["better"] == "#2ca02c" and colour["worse"] == "#d62728"
+        assert point["encoding"]["y"]["sort"] == ["se", "cbam", "eca", "aa"]
+
+    def test_rule_at_zero_and_ci_bars(self) -> None:
+        layers = _layers(effect_plot(COMPARISONS))
+        zero = [layer for layer in layers if layer["data"]["values"] == [{"zero": 0.0}]]
+        assert len(zero) == 1 and _mark(zero[0])["type"] == "rule"
+        assert zero[0]["encoding"]["x"]["field"] == "zero"
+        bars = next(layer for layer in layers if "x2" in layer["encoding"])
+        assert [(r["ci_low"], r["ci_high"]) for r in bars["data"]["values"]] == [
+            (0.3, 1.3), (-2.0, -0.4), (-0.4, 0.6), (-1.5, 2.5)
+        ]
+
+    def test_unknown_verdict_still_coloured_and_empty_is_none(self) -> None:
+        odd = COMPARISONS.with_columns(pl.lit("mixed").alias("verdict"))
+        layers = _layers(effect_plot(odd))
+        point = next(layer for layer in layers if _mark(layer)["type"] == "point")
+        scale = point["encoding"]["color"]["scale"]
+        assert "mixed" in scale["domain"] and len(scale["range"]) == len(scale["domain"])
+        assert effect_plot(COMPARISONS.clear()) is None
+
+
+# ---------------------------------------------------------------------------- statuses
+
+
+class TestStatusBreakdown:
+    def test_counts_per_variant_and_status(self, run_frames) -> None:
+        _, trials = run_frames
+        spec = status_breakdown(trials, ORDER).to_dict()
+        counts = {(r["variant"], r["status"]): r["count"] for r in spec["data"]["values"]}
+        assert counts == {("base", "ok"): 3, ("se", "ok"): 2, ("se", "diverged"): 1,
+                          ("cbam", "ok"): 2, ("cbam", "early_stopped"): 1}
+        scale = spec["encoding"]["color"]["scale"]
+        assert dict(zip(scale["domain"], scale["range"], strict=True)) == STATUS_COLOURS
+        assert spec["encoding"]["y"]["sort"] == ORDER
+        assert status_breakdown(trials.clear(), ORDER) is None
+
+
+# ---------------------------------------------------------------------------- searches
+
+
+class TestHparamImportance:
+    def test_lr_ranked_first(self, search_trials) -> None:
+        table = hparam_importance_table(search_trials, "best_val_acc")
+        assert table.columns == ["hyperparameter", "eta_squared", "levels"]
+        # Seed, variant and the constant batch size are not hyperparameters of the search.
+        assert set(table["hyperparameter"]) == {"train.lr", "model.dropout", "train.optimizer"}
+        assert table["hyperparameter"][0] == "train.lr"
+        assert table["eta_squared"][0] > 0.5
+        assert table["eta_squared"].is_between(0.0, 1.0).all()
+        levels = dict(zip(table["hyperparameter"], table["levels"], strict=True))
+        assert levels == {"train.lr": 5, "model.dropout": 5, "train.optimizer": 2}
+
+    def test_chart_sorted_descending(self, search_trials) -> None:
+        spec = hparam_importance(search_trials).to_dict()
+        assert spec["encoding"]["y"]["sort"] == "-x"
+        assert spec["data"]["values"][0]["hyperparameter"] == "train.lr"
+
+    def test_none_and_empty_cases(self, search_trials) -> None:
+        few = search_trials.head(5)
+        assert hparam_importance_table(few).is_empty()
+        assert hparam_importance(few) is None
+        one_knob = search_trials.drop("cfg.model.dropout", "cfg.train.optimizer")
+        assert hparam_importance_table(one_knob).height == 1
+        assert hparam_importance(one_knob) is None
+        missing = search_trials.with_columns(
+            pl.when(pl.int_range(pl.len()) < 35).then(None).otherwise(pl.col("best_val_acc"))
+            .alias("best_val_acc")
+        )
+        assert hparam_importance(missing) is None
+        constant = search_trials.with_columns(pl.lit(0.5).alias("best_val_acc"))
+        assert hparam_importance(constant) is None
+
+
+class TestParallelCoordinates:
+    def test_positions_normalised_with_log_lr(self, search_trials) -> None:
+        data = parallel_coordinates_data(search_trials)
+        assert data["position"].is_between(0.0, 1.0).all()
+        assert data.height == search_trials.height * 4
+        scales = dict(data.select("axis", "scale").unique().iter_rows())
+        assert scales == {"train.lr (log)": "log", "model.dropout": "linear",
+                          "train.optimizer": "categorical", "best_val_acc": "linear"}
+        lr = search_trials["cfg.train.lr"].log10()
+        expected = ((lr - lr.min()) / (lr.max() - lr.min())).to_list()
+        got = data.filter(pl.col("axis") == "train.lr (log)").sort("line")["position"]
+        assert got.to_list() == pytest.approx(expected)
+        opt = data.filter(pl.col("axis") == "train.optimizer")
+        assert set(opt["position"].to_list()) == {0.0, 1.0}
+
+    def test_metric_axis_last_most_important_next_to_it(self, search_trials) -> None:
+        data = parallel_coordinates_data(search_trials)
+        axes = data.unique("axis_index").sort("axis_index")["axis"].to_list()
+        assert axes[-2:] == ["train.lr (log)", "best_val_acc"]
+
+    def test_chart_and_none(self, search_trials) -> None:
+        spec = parallel_coordinates(search_trials).to_dict()
+        lines = next(layer for layer in spec["layer"] if _mark(layer)["type"] == "line")
+        assert lines["encoding"]["color"]["field"] == "metric"
+        assert parallel_coordinates(search_trials.head(5)) is None
+        one_knob = search_trials.drop("cfg.train.lr", "cfg.model.dropout")
+        assert parallel_coordinates(one_knob) is None
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def _all_charts(run_frames, search_trials) -> dict[str, Any]:
+    epochs, trials = run_frames
+    summary = _costs([10.0, 300.0, 120.0], [0.8, 0.9, 0.85])
+    return {
+        "learning_curves": learning_curves(epochs, trials, ORDER),
+        "cost_frontier": cost_frontier(summary, x="train_time_s", x_title="training time (s)"),
+        "effect_plot": effect_plot(COMPARISONS),
+        "status_breakdown": status_breakdown(trials, ORDER),
+        "hparam_importance": hparam_importance(search_trials),
+        "parallel_coordinates": parallel_coordinates(search_trials),
+    }
+
+
+def test_every_chart_renders_to_svg_with_title(run_frames, search_trials) -> None:
+    for name, chart in _all_charts(run_frames, search_trials).items():
+        assert chart is not None, name
+        spec = chart.to_dict()
+        assert spec.get("title"), name
+        assert spec["width"] == 560, name
+        _render_svg(chart)
+
+
+def test_export_png_and_svg(run_frames, tmp_path: Path) -> None:
+    _, trials = run_frames
+    chart = status_breakdown(trials, ORDER)
+    png = export_chart(chart, tmp_path / "out" / "status.png")
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    svg = export_chart(chart, tmp_path / "status.SVG")
+    assert svg.read_text(encoding="utf-8").lstrip().startswith("<svg")
+    with pytest.raises(ValueError, match=r"\.png, \.svg"):
+        export_chart(chart, tmp_path / "status.pdf")
+
+
+def test_import_does_not_load_altair() -> None:
+    code = "import sys, analysis.plots; print('altair' in sys.modules, 'scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
