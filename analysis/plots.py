@@ -244,7 +244,9 @@ def learning_curves(
     x = alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1))
     # A symmetric t-band around an accuracy near 1 pokes above 1; the axis should not follow.
     bounded = "acc" in metric and labelled["value"].is_between(0.0, 1.0).all()
-    y_scale = alt.Scale(zero=False, domainMax=1) if bounded else alt.Scale(zero=False)
+    # Likewise below 0 with two seeds: an accuracy band is clipped to [0, 1].
+    y_scale = (alt.Scale(zero=False, domainMin=0, domainMax=1) if bounded
+               else alt.Scale(zero=False))
     pct = f"{confidence:.0%}"
     seed_columns = ("trial_id", "variant", "seed", "status", "epoch", "value")
     seed_tip = ["variant:N", "seed:O", "trial_id:N", "status:N", "epoch:Q",
@@ -257,6 +259,8 @@ def learning_curves(
                 detail="trial_id:N", tooltip=seed_tip)
     ]
     band = stats.filter(pl.col("ci_low").is_not_null())
+    if bounded:
+        band = band.with_columns(pl.col("ci_low").clip(0.0, 1.0), pl.col("ci_high").clip(0.0, 1.0))
     if not band.is_empty():
         layers.append(
             alt.Chart(alt.Data(values=_json_rows(band)))

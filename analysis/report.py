@@ -87,7 +87,7 @@ figure.chart { margin: 1em 0; }
 """
 
 
-def write_report(run_dir: Path, out: Path | None = None) -> Path:
+def write_report(run_dir: Path, out: Path | None = None, *, with_aso: bool = False) -> Path:
     """Write the run's HTML report (default `run_dir/report.html`) and return its path.
 
     Written to a dot-temp file in the same folder and renamed over the target, so a reader
@@ -97,7 +97,7 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     target = Path(out) if out is not None else run_dir / REPORT_FILE
-    text = render_report(run, title_fallback=run_dir.name, run_dir=run_dir)
+    text = render_report(run, title_fallback=run_dir.name, run_dir=run_dir, with_aso=with_aso)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     try:
@@ -260,8 +260,8 @@ def _ci(row: dict[str, Any] | None, fmt: str = ".4f") -> str:
 def _estimates_html(stats: StudyStats) -> str:
     if not stats.order:
         return '<p class="note">No trials in this run yet.</p>'
-    columns = [(c, name, ".0f" if c in ("params", "train_time_s", "samples_per_s") else ".4f")
-               for c, name, _ in METRICS]
+    formats = {"params": ",.0f", "train_time_s": ".1f", "samples_per_s": ",.0f"}
+    columns = [(c, name, formats.get(c, ".4f")) for c, name, _ in METRICS]
     headers = ["variant", "n", *(name for _, name, _ in columns)]
     rows = []
     for variant in stats.order:

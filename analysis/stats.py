@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as st
 
 __all__ = [
     "CORRECTIONS",
@@ -65,6 +64,13 @@ _CORRECTION_LABEL = {"holm": "Holm-adjusted", "bh": "BH-adjusted", "none": "unad
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _scipy():
+    """scipy.stats, imported on first use: `import analysis` stays fast for the CLI."""
+    from scipy import stats
+
+    return stats
 
 
 def _clean(values: Iterable[float | None] | np.ndarray) -> np.ndarray:
@@ -125,8 +131,8 @@ def bootstrap_ci(
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            warnings.simplefilter("ignore", st.DegenerateDataWarning)
-            res = st.bootstrap((x,), statistic, n_resamples=resamples, confidence_level=confidence,
+            warnings.simplefilter("ignore", _scipy().DegenerateDataWarning)
+            res = _scipy().bootstrap((x,), statistic, n_resamples=resamples, confidence_level=confidence,
                                method=method, rng=np.random.default_rng(seed))
         low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
         if math.isfinite(low) and math.isfinite(high):
@@ -206,7 +212,7 @@ def wilcoxon_test(differences: Iterable[float | None] | np.ndarray) -> float:
         return math.nan
     if np.all(d == 0):
         return 1.0
-    return float(st.wilcoxon(d, alternative="two-sided").pvalue)
+    return float(_scipy().wilcoxon(d, alternative="two-sided").pvalue)
 
 
 def min_attainable_p(n: int, test: str) -> float:
@@ -285,7 +291,7 @@ def aso_epsilon(scores_a: Iterable[float | None] | np.ndarray,
     boot_a = np.sort(rng.choice(a, size=(resamples, n), replace=True), axis=1)
     boot_b = np.sort(rng.choice(b, size=(resamples, m), replace=True), axis=1)
     boot = _violation_ratio(_quantile_grid(boot_a, levels), _quantile_grid(boot_b, levels))
-    upper = eps + st.norm.ppf(confidence) * float(np.std(boot))
+    upper = eps + _scipy().norm.ppf(confidence) * float(np.std(boot))
     return float(np.clip(upper, 0.0, 1.0))
 
 
@@ -350,9 +356,9 @@ def _adjust(p_values: list[float], correction: str) -> np.ndarray:
 def _paired_t_power(n: np.ndarray, d: float, alpha: float) -> np.ndarray:
     """Power of the two-sided one-sample t-test on n differences with standardized effect d."""
     df = n - 1
-    crit = st.t.ppf(1 - alpha / 2, df)
+    crit = _scipy().t.ppf(1 - alpha / 2, df)
     ncp = d * np.sqrt(n)
-    return st.nct.sf(crit, df, ncp) + st.nct.cdf(-crit, df, ncp)
+    return _scipy().nct.sf(crit, df, ncp) + _scipy().nct.cdf(-crit, df, ncp)
 
 
 def seeds_needed(diff_std: float, effect: float, *, alpha: float = 0.05, power: float = 0.8,

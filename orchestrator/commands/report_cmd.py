@@ -1,4 +1,5 @@
-"""`report RUN_DIR`: the HTML report of a run, and its summary table on the terminal."""
+"""`report RUN [RUN ...]`: a run's HTML report (or several runs side by side), its terminal
+summary in Markdown, and its charts as PNG/SVG files."""
 
 from __future__ import annotations
 
@@ -9,25 +10,103 @@ from orchestrator.errors import UserError
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("report", help="write the HTML report of a run",
-                                 description="Write RUN_DIR/report.html (opens offline) and print the summary.")
-    parser.add_argument("run_dir", type=Path, help="a run directory: <storage>/<preset>/<run_id>")
-    parser.add_argument("-o", "--output", type=Path, help="where to write the HTML (default: RUN_DIR/report.html)")
+    parser = commands.add_parser(
+        "report", help="write the HTML report of a run, or compare runs",
+        description="Write RUN_DIR/report.html (opens offline) and print the summary. With "
+                    "several run dirs, write one page that compares them side by side.")
+    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
+                        help="a run directory: <storage>/<preset>/<run_id>")
+    parser.add_argument("-o", "--output", type=Path,
+                        help="where to write the HTML (default: RUN_DIR/report.html; for "
+                             "several runs, compare-<ids>.html beside the first)")
+    parser.add_argument("--format", choices=("html", "md"), default="html",
+                        help="md: print the answer and tables as Markdown instead of writing "
+                             "HTML")
+    parser.add_argument("--export", type=Path, metavar="DIR",
+                        help="also save every chart into DIR as a file (see --export-format)")
+    parser.add_argument("--export-format", choices=("svg", "png"), default="svg")
+    parser.add_argument("--aso", action="store_true",
+                        help="add Almost Stochastic Order (epsilon_min) to each comparison")
     parser.add_argument("-q", "--quiet", action="store_true", help="do not print the summary table")
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _load(run_dirs: list[Path]):
     from analysis.load import load_run
-    from analysis.report import write_report
+
+    runs = []
+    for run_dir in run_dirs:
+        try:
+            runs.append(load_run(run_dir))
+        except (FileNotFoundError, ValueError) as err:
+            raise UserError(str(err)) from None
+    return runs
+
+
+def run(args: argparse.Namespace) -> int:
+    from analysis.compare import (
+        comparison_markdown,
+        render_comparison,
+        run_label,
+        run_markdown,
+    )
+    from analysis.study import study_stats
     from analysis.summary import format_table, summarize
 
-    try:
-        run_data = load_run(args.run_dir)
-    except FileNotFoundError as err:
-        raise UserError(str(err)) from None
-    out = write_report(args.run_dir, args.output)
+    runs = _load(args.run_dirs)
+    labelled = [(run_label(r, d.name), r) for r, d in zip(runs, args.run_dirs, strict=True)]
+    if args.export is not None:
+        _export(labelled, args.export, args.export_format)
+    if len(runs) > 1:
+        if args.format == "md":
+            print(comparison_markdown(labelled), end="")
+            return 0
+        first = args.run_dirs[0]
+        ids = "-".join(d.name for d in args.run_dirs)[:120]
+        out = args.output or first.parent / f"compare-{ids}.html"
+        _write(out, render_comparison(labelled))
+        print(f"comparison: {out}")
+        return 0
+
+    run_data, run_dir = runs[0], args.run_dirs[0]
+    if args.format == "md":
+        stats = study_stats(run_data, with_aso=args.aso)
+        print(run_markdown(run_data, stats, labelled[0][0]))
+        return 0
+    from analysis.report import write_report
+
+    out = write_report(run_dir, args.output, with_aso=args.aso)
     if not args.quiet:
         print(format_table(summarize(run_data)))
     print(f"report: {out}")
     return 0
+
+
+def _write(path: Path, text: str) -> None:
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)
+
+
+def _export(labelled, folder: Path, suffix: str) -> None:
+    """Every chart of every run as `<folder>[/<run_id>]/<chart>.<suffix>`."""
+    from analysis.plots import export_chart
+    from analysis.report import report_charts
+    from analysis.study import study_stats
+    from analysis.summary import summarize
+
+    for label, run in labelled:
+        target = folder if len(labelled) == 1 else folder / str(run.meta.get("run_id") or label)
+        stats = study_stats(run)
+        charts = report_charts(run, stats, summarize(run))
+        for name, chart, _ in charts:
+            try:
+                path = export_chart(chart, target / f"{name}.{suffix}")
+            except ImportError as err:
+                raise UserError(f"exporting charts needs vl-convert-python ({err})") from None
+            print(f"chart: {path}")
+        if not charts:
+            print(f"{label}: no charts to export yet")
