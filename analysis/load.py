@@ -8,6 +8,7 @@ different versions, runs that never finished an epoch) are handled in one place.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,13 +106,34 @@ def _read_epochs(run_dir: Path) -> pl.DataFrame:
         if epochs_dir.is_dir()
         else []
     )
-    frames = [pl.read_parquet(p) for p in paths]
-    frames = [f for f in frames if f.width > 0]
-    if not frames:
+    # Lazy scans, one plan: Polars reads the files in parallel and only once. "relaxed"
+    # unifies schemas across files (a column absent from some, an int in one and a float
+    # in another: files written by different versions, or a trial still being written).
+    scans = [pl.scan_parquet(p) for p in paths if p.stat().st_size > 0]
+    if not scans:
         return pl.DataFrame(schema=EPOCH_DTYPES)
-    # "relaxed" also reconciles an int column in one file with a float one in another.
-    epochs = _with_contract_columns(pl.concat(frames, how="diagonal_relaxed"), EPOCH_DTYPES)
+    epochs = pl.concat(scans, how="diagonal_relaxed").collect()
+    if epochs.width == 0:
+        return pl.DataFrame(schema=EPOCH_DTYPES)
+    epochs = _with_contract_columns(epochs, EPOCH_DTYPES)
     return epochs.sort("trial_id", "epoch", nulls_last=True)
+
+
+def load_runs(run_dirs: Sequence[Path]) -> tuple[list[Run], pl.DataFrame, pl.DataFrame]:
+    """Several runs, plus their trials and epochs as two tidy frames with a ``run`` column.
+
+    Each run keeps its own frames (statistics are per run); the combined frames have every
+    run's columns (diagonal concat: a `cfg.*` key one preset lacks is null in its rows), so
+    runs of different presets or versions still stack.
+    """
+    runs = [load_run(Path(d)) for d in run_dirs]
+    labels = [str(run.meta.get("run_id") or Path(d).name) for run, d in zip(runs, run_dirs,
+                                                                            strict=True)]
+    trials = pl.concat([r.trials.lazy().with_columns(pl.lit(label).alias("run"))
+                        for r, label in zip(runs, labels, strict=True)], how="diagonal_relaxed")
+    epochs = pl.concat([r.epochs.lazy().with_columns(pl.lit(label).alias("run"))
+                        for r, label in zip(runs, labels, strict=True)], how="diagonal_relaxed")
+    return runs, trials.collect(), epochs.collect()
 
 
 def _with_contract_columns(df: pl.DataFrame, dtypes: dict[str, pl.DataType]) -> pl.DataFrame:

@@ -82,3 +82,25 @@ def test_every_chart_renders_offline_in_chromium(smoke_report, tmp_path):
                       "--window-size=1280,7000", "--hide-scrollbars")
     assert picture.returncode == 0, picture.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+
+
+@pytest.mark.slow
+def test_the_comparison_page_renders_offline_too(smoke_report, tmp_path):
+    import json
+    import shutil
+
+    first = smoke_report.parent
+    second = tmp_path / "second"
+    shutil.copytree(first, second)
+    meta = json.loads((second / "meta.json").read_text())
+    meta["run_id"] = "second"
+    (second / "meta.json").write_text(json.dumps(meta))
+    page = tmp_path / "compare.html"
+    out = subprocess.run([sys.executable, "-m", "orchestrator", "report", str(first),
+                          str(second), "-o", str(page)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    dom = _browse(page, tmp_path / "profile", "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count('<figure class="chart rendered">') == 1
+    assert 'class="chart render-failed"' not in dom.stdout
