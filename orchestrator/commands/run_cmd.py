@@ -117,6 +117,10 @@ def _summarise(location: str, *, quiet: bool) -> None:
     run_dir = Path(location)
     run = load_run(run_dir)
     print(format_table(summarize(run)))
+    from analysis.study import answer, study_stats
+
+    for sentence in answer(study_stats(run), run):
+        print(f"  {sentence}")
     divergence = format_divergence(run)
     if divergence:
         print(divergence)
