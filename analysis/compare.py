@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from analysis.load import Run
-from analysis.study import METRICS, StudyStats, answer, study_stats
+from analysis.study import METRICS, StudyStats, answer, format_interval, study_stats
 from analysis.summary import MISSING
 
 Labelled = tuple[str, Run]  # (a name for the run, the run)
@@ -31,15 +31,6 @@ def run_label(run: Run, fallback: str) -> str:
 
 def _metric_label(column: str) -> str:
     return dict((c, name) for c, name, _ in METRICS).get(column, column)
-
-
-def _interval(row: dict[str, Any] | None, fmt: str = ".4f") -> str:
-    if not row or not row["n"] or row["mean"] is None or not math.isfinite(row["mean"]):
-        return MISSING
-    text = format(row["mean"], fmt)
-    if row["ci_low"] is not None and math.isfinite(row["ci_low"]):
-        text += f" [{format(row['ci_low'], fmt)}, {format(row['ci_high'], fmt)}]"
-    return f"{text} (n={row['n']})"
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -60,10 +51,10 @@ def run_markdown(run: Run, stats: StudyStats, title: str) -> str:
                 "results.*", ""]
     out += [f"- {sentence}" for sentence in answer(stats, run)] + [""]
     if stats.order:
-        columns = ("best_val_acc", "test_acc", "train_time_s", "params")
-        rows = [[variant, *(_interval(stats.estimate_of(variant, c),
-                                      ".1f" if c == "train_time_s" else
-                                      ",.0f" if c == "params" else ".4f") for c in columns)]
+        columns = {"best_val_acc": ".4f", "test_acc": ".4f", "train_time_s": ".1f",
+                   "params": ",.0f"}
+        rows = [[variant, *(format_interval(stats.estimate_of(variant, c), fmt, with_n=True)
+                            for c, fmt in columns.items())]
                 for variant in stats.order]
         out += ["## Variants (mean [95% CI] over seeds)", "",
                 markdown_table(["variant", *map(_metric_label, columns)], rows), ""]
@@ -81,8 +72,8 @@ def run_markdown(run: Run, stats: StudyStats, title: str) -> str:
                                 "seeds suggested"], rows), ""]
     if stats.reproduction.height:
         rows = [[r["variant"], r["key"], f"{r['reported']:.4g}",
-                 _interval({"n": r["n"], "mean": r["ours"], "ci_low": r["ci_low"],
-                            "ci_high": r["ci_high"]}),
+                 format_interval({"n": r["n"], "mean": r["ours"], "ci_low": r["ci_low"],
+                                  "ci_high": r["ci_high"]}, with_n=True),
                  {True: "yes", False: "no", None: MISSING}[r["inside"]]]
                 for r in stats.reproduction.iter_rows(named=True)]
         out += ["## Source vs reproduced", "",
@@ -179,6 +170,7 @@ def _side_by_side(frame: pl.DataFrame, labels: Sequence[str]) -> list[list[str]]
         cells = [variant]
         for label in labels:
             match = frame.filter((pl.col("variant") == variant) & (pl.col("run") == label))
-            cells.append(_interval(match.row(0, named=True) if match.height else None))
+            cells.append(format_interval(match.row(0, named=True) if match.height else None,
+                                         with_n=True))
         rows.append(cells)
     return rows

@@ -27,7 +27,7 @@ from analysis.charts import (
 from analysis.gallery import gallery_html
 from analysis.load import Run, load_run
 from analysis.schema import REPORT_FILE
-from analysis.study import METRICS, StudyStats, answer, study_stats
+from analysis.study import METRICS, StudyStats, answer, format_interval, study_stats
 from analysis.summary import MISSING, display_table, summarize
 
 __all__ = ["render_report", "write_report"]
@@ -248,15 +248,6 @@ def report_charts(run: Run, stats: StudyStats, summary: pl.DataFrame
     return out
 
 
-def _ci(row: dict[str, Any] | None, fmt: str = ".4f") -> str:
-    if not row or row["n"] == 0 or row["mean"] is None or not math.isfinite(row["mean"]):
-        return MISSING
-    text = format(row["mean"], fmt)
-    if row["ci_low"] is not None and math.isfinite(row["ci_low"]):
-        text += f" [{format(row['ci_low'], fmt)}, {format(row['ci_high'], fmt)}]"
-    return text
-
-
 def _estimates_html(stats: StudyStats) -> str:
     if not stats.order:
         return '<p class="note">No trials in this run yet.</p>'
@@ -267,7 +258,7 @@ def _estimates_html(stats: StudyStats) -> str:
     for variant in stats.order:
         first = stats.estimate_of(variant, stats.primary)
         cells = [variant, str(first["n"] if first else 0)]
-        cells += [_ci(stats.estimate_of(variant, c), fmt) for c, _, fmt in columns]
+        cells += [format_interval(stats.estimate_of(variant, c), fmt) for c, _, fmt in columns]
         rows.append(cells)
     return _table_html(headers, rows, text_columns={0})
 
@@ -306,7 +297,7 @@ def _reproduction_html(stats: StudyStats) -> str:
     rows = []
     for r in table.iter_rows(named=True):
         inside = {True: "yes", False: "no", None: "— (needs ≥ 2 seeds)"}[r["inside"]]
-        ours = _ci({"n": r["n"], "mean": r["ours"], "ci_low": r["ci_low"],
+        ours = format_interval({"n": r["n"], "mean": r["ours"], "ci_low": r["ci_low"],
                     "ci_high": r["ci_high"]})
         rows.append([r["variant"], r["key"], f"{r['reported']:.4g}", ours, str(r["n"]), inside])
     return ("<h2>Source vs reproduced</h2>"

@@ -211,5 +211,18 @@ def _cost_sentence(stats: StudyStats) -> str:
     return "Training time relative to the baseline: " + ", ".join(parts) + "."
 
 
+def format_interval(row: dict[str, Any] | None, fmt: str = ".4f", *,
+                    with_n: bool = False) -> str:
+    """'mean [low, high]' from an estimate row (n, mean, ci_low, ci_high); — when empty."""
+    from analysis.summary import MISSING
+
+    if not row or not row["n"] or row["mean"] is None or not np.isfinite(row["mean"]):
+        return MISSING
+    text = format(row["mean"], fmt)
+    if row["ci_low"] is not None and np.isfinite(row["ci_low"]):
+        text += f" [{format(row['ci_low'], fmt)}, {format(row['ci_high'], fmt)}]"
+    return f"{text} (n={row['n']})" if with_n else text
+
+
 def _names(names: Sequence[str]) -> str:
     return ", ".join(names)
