@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ TRIAL_DTYPES: dict[str, pl.DataType] = {
     "trial_id": pl.String(),
     "variant": pl.String(),
     "seed": pl.Int64(),
+    "stage": pl.String(),
+    "draw": pl.Int64(),
     "status": pl.String(),
     "error": pl.String(),
     "stopped_by": pl.String(),
@@ -56,8 +58,12 @@ class Run:
     """One run as read from disk: its metadata, one row per trial and one row per epoch."""
 
     meta: dict[str, Any]
-    trials: pl.DataFrame
-    epochs: pl.DataFrame
+    trials: pl.DataFrame               # the compared rows: one per (arm, seed)
+    epochs: pl.DataFrame               # epochs of those trials
+    # The tuning stage's candidates and their epochs (empty when nothing was tuned): the
+    # report shows how each arm was tuned, and nothing else reads them.
+    tuning: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=TRIAL_DTYPES))
+    tuning_epochs: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=EPOCH_DTYPES))
 
 
 def load_run(run_dir: Path) -> Run:
@@ -82,7 +88,17 @@ def load_run(run_dir: Path) -> Run:
         trials = pl.DataFrame(schema=TRIAL_DTYPES)
     else:
         raise FileNotFoundError(f"{TRIALS_FILE} not found: {trials_path} ({_LAYOUT})")
-    return Run(meta=_read_meta(run_dir / META_FILE), trials=trials, epochs=_read_epochs(run_dir))
+    # Rows written before stages existed are single-stage rows.
+    trials = trials.with_columns(pl.col("stage").fill_null("single"),
+                                 pl.col("draw").fill_null(0))
+    epochs = _read_epochs(run_dir)
+    tune = pl.col("stage") == "tune"
+    tuning, trials = trials.filter(tune), trials.filter(~tune)
+    tuning_ids = tuning["trial_id"]
+    return Run(meta=_read_meta(run_dir / META_FILE), trials=trials,
+               epochs=epochs.filter(~pl.col("trial_id").is_in(tuning_ids.implode())),
+               tuning=tuning,
+               tuning_epochs=epochs.filter(pl.col("trial_id").is_in(tuning_ids.implode())))
 
 
 def _read_meta(path: Path) -> dict[str, Any]:

@@ -153,6 +153,7 @@ def render_report(run: Run, title_fallback: str = "run", run_dir: Path | None = 
     parts.append(_estimates_html(stats))
     parts.append(_comparisons_html(stats))
     parts.append(_reproduction_html(stats))
+    parts.append(_tuning_html(run))
 
     parts.append("<h2>Summary</h2>")
     parts.append(
@@ -316,6 +317,44 @@ def _divergence_html(run: Run) -> str:
     items = "".join(f"<li>{_esc(s)}</li>" for s in sentences)
     return ("<h2>Divergence by precision</h2>"
             + _table_html(headers, rows, text_columns={0}) + f"<ul>{items}</ul>")
+
+
+def _tuning_html(run: Run) -> str:
+    """Each arm's candidates and budget, so a reader can see the arms were tuned alike."""
+    from analysis.tuning import budget_table, candidates_table
+
+    protocol = run.meta.get("protocol") or {}
+    if run.tuning.is_empty() and "tune" not in protocol.get("stages", []):
+        return ""
+    search = ("one Optuna study per arm" if protocol.get("search") == "optuna"
+              else "the same Latin-hypercube draws for every arm")
+    intro = (f"Each arm was tuned with {protocol.get('samples_per_arm', '?')} candidates "
+             f"({search}, search seed {protocol.get('search_seed', '?')}) on seed "
+             f"{protocol.get('tuning_seed', '?')}, scheduled by {run.meta.get('scheduler', '?')}; "
+             f"its best on validation ({protocol.get('selection', 'best validation metric')}) "
+             "was replicated on fresh seeds "
+             f"{', '.join(map(str, protocol.get('replicate_seeds', [])))}. Every other table "
+             "and chart compares the replicates only. Trial-epochs is the budget each arm "
+             "spent tuning.")
+    parts = ['<h2 id="tuning">Tuning</h2>', f'<p class="note">{_esc(intro)}</p>']
+    for table in (budget_table(run.tuning, run.trials, protocol),
+                  candidates_table(run.tuning, run.trials, protocol)):
+        if table.is_empty():
+            continue
+        headers = table.columns
+        rows = [[_cell(v) for v in row] for row in table.iter_rows()]
+        numeric = {i for i, dtype in enumerate(table.dtypes) if dtype.is_numeric()}
+        parts.append(_table_html(headers, rows,
+                                 text_columns=set(range(len(headers))) - numeric))
+    return "".join(parts)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return MISSING
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
 
 
 def _data_notes_html(trials: pl.DataFrame) -> str:

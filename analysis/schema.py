@@ -27,6 +27,11 @@ REPORT_FILE = "report.html"
 # Prefix of the flattened trial config columns in trials.parquet (e.g. "cfg.model.attention").
 CONFIG_PREFIX = "cfg."
 
+# Protocol stages. Statistics compare arms on COMPARED_STAGES rows only, one per (arm, seed);
+# tuning candidates are never averaged as if they were seeds.
+STAGES = ("single", "tune", "replicate")
+COMPARED_STAGES = ("single", "replicate")
+
 # Trial outcomes. "running" only appears while a sweep is in flight or was interrupted.
 STATUSES = ("ok", "early_stopped", "diverged", "error", "running")
 
@@ -35,6 +40,10 @@ TRIAL_COLUMNS = (
     "trial_id",        # str, Ray's trial id, unique within the run
     "variant",         # str, the ablation label (e.g. "se"); seeds of one variant share it
     "seed",            # int
+    "stage",           # str: "single" (no tuning), "tune" (a candidate) or "replicate" (the
+                       #   chosen config on a fresh seed); comparisons use single/replicate
+    "draw",            # int, the tuning candidate's index within its arm (replicates: the
+                       #   chosen one's; single: 0)
     "status",          # str, one of STATUSES
     "error",           # str | null, one line: exception text, or where a loss went non-finite
     "stopped_by",      # str | null: "scheduler" | "patience" | "divergence" | "error" | null

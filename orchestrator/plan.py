@@ -9,15 +9,19 @@ from typing import Any
 
 from ray import tune
 
+from orchestrator.domains import from_unit
 from orchestrator.errors import UserError
+from orchestrator.protocol import DEFAULT_SEARCH_SEED, TuningProtocol, build_protocol
 from orchestrator.schedulers import SCHEDULERS, SEARCHES
 from orchestrator.space import (
     apply_overrides,
+    concrete_configs,
     count_trials,
     get_path,
     grid_axes,
     has_path,
     set_path,
+    validate_config,
     validate_space,
 )
 from search_spaces.experiment import Experiment
@@ -39,6 +43,7 @@ class SweepOptions:
     gpus_per_trial: float | None = None
     data_root: str | None = None
     smoke: bool = False
+    search_seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,7 @@ class Plan:
     experiment: Experiment
     space: dict[str, Any]
     variant_keys: tuple[str, ...]
-    num_samples: int          # what Tune gets: per grid point (grid) or in total (optuna)
+    num_samples: int          # what Tune gets: per grid point (single stage), or in total
     n_trials: int
     scheduler: str
     search: str
@@ -57,13 +62,23 @@ class Plan:
     notes: tuple[str, ...] = field(default_factory=tuple)
     reported: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     reported_note: str = ""
+    # Tuned keys (dotted key -> domain or PerArm) and, with --samples > 1, the two-stage
+    # protocol built from them; None means one stage: every arm's recipe on every seed.
+    tuned: Mapping[str, Any] = field(default_factory=dict)
+    protocol: TuningProtocol | None = None
+    data_missing: str = ""    # why `run` would stop on the data (only `show` gets this far)
 
 
-def make_plan(experiment: Experiment, options: SweepOptions) -> Plan:
+def make_plan(experiment: Experiment, options: SweepOptions, *, check_files: bool = True) -> Plan:
+    """The sweep `run` would start. ``check_files=False`` (for `show`) previews a sweep whose
+    data or weights are not on this machine, and says what is missing instead of stopping."""
     space = copy.deepcopy(dict(experiment.param_space))
     seeds = options.seeds if options.seeds is not None else experiment.seeds
     if seeds < 1:
         raise UserError(f"--seeds {seeds}: need at least 1")
+    samples = options.samples if options.samples is not None else experiment.num_samples
+    if samples < 1:
+        raise UserError(f"--samples {samples}: need at least 1")
     space["seed"] = tune.grid_search(list(range(seeds)))
     if options.smoke:
         for key, value in experiment.smoke.items():
@@ -81,36 +96,54 @@ def make_plan(experiment: Experiment, options: SweepOptions) -> Plan:
         if not has_path(space, "data.root"):
             raise UserError(f"preset {experiment.name} has no data.root to set from --data-root")
         set_path(space, "data.root", options.data_root)
-    space, variant_keys = apply_overrides(experiment, space, list(options.overrides))
+    tuned: dict[str, Any] = dict(experiment.search_space) if samples > 1 else {}
+    cli_tuned: dict[str, Any] = {}
+    space, variant_keys = apply_overrides(experiment, space, list(options.overrides), cli_tuned)
+    for key in [k for k in tuned if _fixed_by(k, options.overrides)]:
+        del tuned[key]  # `--set train.lr=0.01` fixes a key the preset would tune
+    tuned.update(cli_tuned)
+    if samples == 1 and cli_tuned:
+        key = next(iter(cli_tuned))
+        raise UserError(f"--set {key}=... is a domain to tune, which needs --samples N > 1 "
+                        "(the candidates each arm gets)")
     validate_space(space, list(options.overrides))
-    _check_data(space)
-    _check_weights(space)
+    notes: list[str] = []
+    data_missing = ""
+    if check_files:
+        _check_data(space)
+        _check_weights(space)
+    else:
+        data_missing = _missing_files(space)
 
     scheduler = options.scheduler or experiment.scheduler
     search = options.search or experiment.search
+    search = "random" if search == "grid" else search  # "grid" named it before --samples tuned
     if scheduler not in SCHEDULERS:
         raise UserError(f"unknown scheduler {scheduler!r}; choose from {', '.join(SCHEDULERS)}")
     if search not in SEARCHES:
         raise UserError(f"unknown search {search!r}; choose from {', '.join(SEARCHES)}")
-    samples = options.samples if options.samples is not None else experiment.num_samples
-    if samples < 1:
-        raise UserError(f"--samples {samples}: need at least 1")
-    n_trials = count_trials(space, samples)
-    notes = []
-    num_samples = samples
-    if search == "optuna" and _has_functions(space):
-        raise UserError(f"preset {experiment.name} has named variants with per-variant settings, "
-                        "which optuna cannot sample; use --search grid (and --samples)")
-    if search == "optuna":
-        # Optuna cannot take grid axes: they become categorical choices it may favour.
-        for key, values in grid_axes(space).items():
-            set_path(space, key, tune.choice(values))
-        num_samples = n_trials
-        notes.append("optuna search: ablation axes and seeds become categorical choices, so "
-                     "variants no longer get equal budgets; use --search grid for a fair table")
+    if search == "optuna" and samples == 1:
+        raise UserError("--search optuna needs --samples N > 1: one Optuna study per arm, N "
+                        "trials each (the ablation's arms stay a grid)")
     epochs = get_path(space, "train.epochs") if has_path(space, "train.epochs") else 1
-    if not isinstance(epochs, int):
-        raise UserError("train.epochs must be a single integer (ASHA needs it as max_t)")
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise UserError(f"train.epochs={epochs!r}: must be one integer >= 1 (ASHA's max_t)")
+    protocol = None
+    if samples > 1:
+        space, holdout_note = _validation_apart_from_test(space, experiment, options.overrides)
+        if holdout_note:
+            notes.append(holdout_note)
+        protocol = build_protocol(
+            space, variant_keys, tuned, samples=samples, seeds=seeds, search=search,
+            search_seed=(options.search_seed if options.search_seed is not None
+                         else DEFAULT_SEARCH_SEED),
+            metric=experiment.metric, mode=experiment.mode, max_t=epochs)
+        _validate_candidates(protocol, list(options.overrides))
+        if scheduler == "fifo":
+            notes.append("fifo: every tuning candidate trains its full budget; "
+                         "--scheduler asha-per-variant stops poor ones early")
+    n_trials = protocol.n_trials if protocol else count_trials(space, samples)
+    num_samples = protocol.n_trials if protocol else samples
     reported, reported_note = experiment.reported, experiment.reported_note
     for name in options.profiles:
         if name in experiment.profile_reported:
@@ -122,16 +155,62 @@ def make_plan(experiment: Experiment, options: SweepOptions) -> Plan:
         cpus=options.cpus_per_trial if options.cpus_per_trial is not None else resources.cpu,
         gpus=options.gpus_per_trial if options.gpus_per_trial is not None else resources.gpu,
         max_concurrent=options.max_concurrent, max_t=epochs, notes=tuple(notes),
-        reported=reported, reported_note=reported_note,
+        reported=reported, reported_note=reported_note, tuned=tuned, protocol=protocol,
+        data_missing=data_missing,
     )
 
 
-def _has_functions(node: Any) -> bool:
-    from ray.tune.search.sample import Function
+def _fixed_by(key: str, overrides: tuple[str, ...]) -> bool:
+    return any(item.partition("=")[0].strip() == key for item in overrides)
 
-    if isinstance(node, Function):
-        return True
-    return isinstance(node, dict) and any(_has_functions(v) for v in node.values())
+
+def _validation_apart_from_test(space: dict[str, Any], experiment: Experiment,
+                                overrides: tuple[str, ...]) -> tuple[dict[str, Any], str]:
+    """Tuning selects on validation, so validation must not be the test split.
+
+    A preset that validates on test (as its source did) gets a stratified 10% of training
+    held out for every trial of the run, tuning and replicates alike, and the run says so;
+    a dataset with no way to hold one out, or a user who asked for validation on test, is
+    an error: a choice made on test would make its test accuracy optimistic.
+    """
+    from trainables.data.registry import dataset_spec, parse_data_config
+
+    for config in concrete_configs(space):
+        data = parse_data_config(config.get("data", {}))
+        is_test, holdout = dataset_spec(data.name).validation(data)
+        if not is_test:
+            continue
+        if holdout is None:
+            raise UserError(f"dataset {data.name} validates on its test split, so tuning "
+                            "(--samples > 1) would choose configs on test; run the recipe "
+                            "with --samples 1, or use a dataset with a validation split")
+        key, value = holdout
+        if _fixed_by(key, overrides):
+            raise UserError(f"--set {key}={get_path(config, key)} validates on the test "
+                            f"split, so tuning would choose configs on test; drop it (tuning "
+                            f"holds out {value} of training) or use --samples 1")
+        set_path(space, key, value)
+        return space, (f"tuning chooses on validation, not test: {key}={value} holds a "
+                       "stratified validation set out of training for every trial of this "
+                       f"run (the preset's source validated on its test split)")
+    return space, ""
+
+
+def _validate_candidates(protocol: TuningProtocol, overrides: list[str]) -> None:
+    """Each arm at the low and high ends of its domains parses like a trial would."""
+    for arm in protocol.arms:
+        for u in (0.0, 1.0):
+            values = {key: from_unit(domain, u) for key, domain in arm.domains.items()}
+            validate_config(arm.with_values(values, seed=0, stage="tune", draw=0), overrides)
+
+
+def _missing_files(space: dict[str, Any]) -> str:
+    try:
+        _check_data(space)
+        _check_weights(space)
+    except UserError as err:
+        return str(err)
+    return ""
 
 
 def _check_data(space: dict[str, Any]) -> None:
@@ -164,3 +243,15 @@ def _check_weights(space: dict[str, Any]) -> None:
                         f"model {name} with pretrained=true needs the weights file {path} "
                         "(torchvision's, in the torch hub cache; this machine does not "
                         "download): copy it there, or --set model.pretrained=false")
+
+
+def describe_protocol(protocol: TuningProtocol) -> str:
+    """One line: what each arm gets, so a reader sees the arms were tuned alike."""
+    seeds = protocol.seeds
+    search = ("one Optuna TPE study per arm" if protocol.search == "optuna"
+              else "the same Latin-hypercube draws for every arm")
+    return (f"tune each of {len(protocol.arms)} arm(s) with {protocol.samples} candidates "
+            f"({search}, search seed {protocol.search_seed}) on seed {protocol.tuning_seed}, "
+            f"choose each arm's best on validation {protocol.metric}, then replicate it on "
+            f"{len(seeds)} fresh seed(s) {seeds[0]}-{seeds[-1]} at the full "
+            f"{protocol.max_t} epochs")

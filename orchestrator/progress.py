@@ -18,6 +18,13 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
     return "—" if value is None or value != value else format(value, spec)
 
 
+def _slot(config: Mapping[str, Any]) -> str:
+    """A tuning candidate is named by its draw, a compared trial by its seed."""
+    if config.get("stage") == "tune":
+        return f"draw={config.get('draw')} (tune)"
+    return f"seed={config.get('seed')}"
+
+
 class ProgressView(Callback):
     """verbosity 0: silent; 1: finished trials and a status line every ``every_s``; 2: every epoch."""
 
@@ -38,7 +45,7 @@ class ProgressView(Callback):
             print(text, file=sys.stdout, flush=True)
 
     def _name(self, trial) -> str:
-        return f"{self.label_of(trial.config)} seed={trial.config.get('seed')} [{trial.trial_id}]"
+        return f"{self.label_of(trial.config)} {_slot(trial.config)} [{trial.trial_id}]"
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info: Any) -> None:
         self._last[trial.trial_id] = result
@@ -51,7 +58,7 @@ class ProgressView(Callback):
             self._last_status = now
             running = [t for t in trials if t.status == "RUNNING"]
             self._say(f"[{len(self._done)}/{self.total} done, {len(running)} running] " + "; ".join(
-                f"{self.label_of(t.config)}/s{t.config.get('seed')} ep {self._last.get(t.trial_id, {}).get('epoch', 0)}"
+                f"{self.label_of(t.config)} {_slot(t.config)} ep {self._last.get(t.trial_id, {}).get('epoch', 0)}"
                 for t in running[:6]))
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:

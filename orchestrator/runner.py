@@ -7,6 +7,7 @@ so a run is one folder to copy, report on or resume.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -18,7 +19,7 @@ from typing import Any
 
 from orchestrator import meta as run_meta
 from orchestrator.errors import UserError
-from orchestrator.plan import Plan
+from orchestrator.plan import Plan, describe_protocol
 from orchestrator.storage import RunFiles, check_writable, is_uri, resolve
 
 EXIT_OK, EXIT_TRIAL_ERRORS, EXIT_INTERRUPTED = 0, 1, 130
@@ -98,10 +99,12 @@ def _trainable(kind: str, cpus: float, gpus: float, run_location: str):
 
 
 def build_tuner(plan: Plan, target: RunTarget, verbosity: int):
+    """One Tuner for the whole run: the grid of arms x seeds, or both stages of tuning."""
     from ray import tune
 
     from orchestrator.progress import ProgressView
-    from orchestrator.schedulers import build_scheduler, build_search
+    from orchestrator.schedulers import build_scheduler
+    from orchestrator.searcher import AblationSearcher
     from orchestrator.sink import ParquetSink
     from orchestrator.space import VariantLabeler
 
@@ -109,14 +112,20 @@ def build_tuner(plan: Plan, target: RunTarget, verbosity: int):
     labeler = VariantLabeler(plan.variant_keys)
     scheduler = build_scheduler(plan.scheduler, variant_keys=plan.variant_keys, max_t=plan.max_t,
                                 grace_period=exp.grace_period, reduction_factor=exp.reduction_factor)
-    search = build_search(plan.search, metric=exp.metric, mode=exp.mode,
-                          max_concurrent=plan.max_concurrent)
+    search, param_space, max_concurrent = None, plan.space, plan.max_concurrent
+    if plan.protocol is not None:
+        # The searcher proposes complete configs and limits concurrency itself: Tune's own
+        # ConcurrencyLimiter does not save which trials it saw, so after --resume it would
+        # swallow their completions and the protocol would wait for them forever.
+        search = AblationSearcher(plan.protocol, max_concurrent=plan.max_concurrent,
+                                  verbosity=verbosity)
+        param_space, max_concurrent = {}, None
     return tune.Tuner(
         _trainable(exp.trainable, plan.cpus, plan.gpus, target.location),
-        param_space=plan.space,
+        param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=exp.metric, mode=exp.mode, scheduler=scheduler, search_alg=search,
-            num_samples=plan.num_samples, max_concurrent_trials=plan.max_concurrent,
+            num_samples=plan.num_samples, max_concurrent_trials=max_concurrent,
             # A trial reuses a finished trial's worker: no new process, torch import or data
             # load. Seeds are set per trial, so results are identical (benchmarks/RESULTS.md).
             reuse_actors=True,
@@ -144,6 +153,8 @@ def write_meta(target: RunTarget, plan: Plan, argv: list[str], options: Any, **e
         "reported_note": plan.reported_note,
         "variant_keys": list(plan.variant_keys), "n_trials": plan.n_trials,
         "scheduler": plan.scheduler, "search": plan.search,
+        "protocol": (plan.protocol.record() if plan.protocol is not None
+                     else {"stages": ["single"], "seeds": _seeds(plan)}),
         "resources": {"cpu": plan.cpus, "gpu": plan.gpus},
         "overrides": list(options.overrides), "options": dataclasses.asdict(options),
         "cli": argv, "git_revision": run_meta.git_revision(), "versions": run_meta.versions(),
@@ -158,11 +169,41 @@ def write_meta(target: RunTarget, plan: Plan, argv: list[str], options: Any, **e
     files.write_json(record, "meta.json")
 
 
+def _seeds(plan: Plan) -> list[Any]:
+    seeds = plan.space.get("seed")
+    return list(seeds["grid_search"]) if isinstance(seeds, dict) else [seeds]
+
+
 def finish_meta(target: RunTarget, state: str) -> None:
+    from analysis.schema import TRIALS_FILE
+    from analysis.tuning import selected_configs
+
     files = RunFiles(target.location)
     record = files.read_json("meta.json")
     record.update(ended_at=run_meta.now(), state=state)
+    if "tune" in record.get("protocol", {}).get("stages", []) and files.exists(TRIALS_FILE):
+        record["selected"] = selected_configs(files.read_parquet(TRIALS_FILE),
+                                              record["protocol"])
     files.write_json(record, "meta.json")
+
+
+@contextlib.contextmanager
+def _pending_trials(plan: Plan):
+    """Let Tune queue as many trials as the searcher offers (it would queue one at a time
+    for a custom searcher), so a cluster's autoscaler sees the demand at once."""
+    if plan.protocol is None:
+        yield
+        return
+    name = "TUNE_MAX_PENDING_TRIALS_PG"
+    before = os.environ.get(name)
+    os.environ[name] = str(max(1, plan.max_concurrent or plan.n_trials))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def _fit_cpus(plan: Plan, *, explicit: bool) -> Plan:
@@ -218,6 +259,8 @@ def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
         verb = "resuming" if resume else "running"
         print(f"{verb} {plan.experiment.name}: {plan.n_trials} trials "
               f"({plan.scheduler}, {plan.search}) -> {target.location}", flush=True)
+        if plan.protocol is not None:
+            print(f"protocol: {describe_protocol(plan.protocol)}", flush=True)
         for note in plan.notes:
             print(f"note: {note}", flush=True)
     if resume:
@@ -230,10 +273,11 @@ def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
     else:
         tuner = build_tuner(plan, target, verbosity)
     try:
-        grid = tuner.fit()
+        with _pending_trials(plan):
+            grid = tuner.fit()
     except KeyboardInterrupt:
         grid = None
-    interrupted = grid is None or _was_interrupted(target, plan.n_trials)
+    interrupted = grid is None or _was_interrupted(target, plan)
     errors = 0 if grid is None else sum(1 for r in grid if r.error is not None)
     finish_meta(target, "interrupted" if interrupted else "finished")
     if interrupted:
@@ -244,12 +288,26 @@ def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
     return EXIT_TRIAL_ERRORS if errors else EXIT_OK
 
 
-def _was_interrupted(target: RunTarget, n_trials: int) -> bool:
+def _was_interrupted(target: RunTarget, plan: Plan) -> bool:
     """True if a trial is unfinished or never started (Tune returns normally after SIGINT)."""
     from analysis.schema import TRIALS_FILE
 
     files = RunFiles(target.location)
     if not files.exists(TRIALS_FILE):
         return True
-    statuses = files.read_parquet(TRIALS_FILE)["status"].to_list()
-    return "running" in statuses or len(statuses) < n_trials
+    trials = files.read_parquet(TRIALS_FILE)
+    statuses = trials["status"].to_list()
+    if "running" in statuses:
+        return True
+    if plan.protocol is None:
+        return len(statuses) < plan.n_trials
+    # An arm whose every candidate diverged or failed has nothing to replicate.
+    protocol = plan.protocol
+    rows = trials.select("variant", "stage", "status").to_dicts()
+    for arm in protocol.arms:
+        tuned = [r for r in rows if r["variant"] == arm.label and r["stage"] == "tune"]
+        replicated = [r for r in rows if r["variant"] == arm.label and r["stage"] == "replicate"]
+        usable = any(r["status"] in ("ok", "early_stopped") for r in tuned)
+        if len(tuned) < protocol.samples or (usable and len(replicated) < len(protocol.seeds)):
+            return True
+    return False

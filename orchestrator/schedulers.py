@@ -3,8 +3,10 @@
 Plain ASHA ranks every trial against every other. In an ablation that lets one
 architecture's strong draws kill another architecture's trials, and that variant's row of
 the ablation table ends up empty or biased. ``PerVariantASHA`` keeps one ASHA per bucket
-(variant label and seed), so a hyperparameter draw is only ever stopped by a better draw of
-the same variant on the same seed; seeds stay replicates, never competitors.
+(the arm's variant label), so a hyperparameter draw is only ever stopped by a better draw of
+the same arm. ASHA only ever sees tuning draws (``stage`` "tune"): replicate and
+single-stage trials are seeds of a chosen config, compared afterwards, so they always run
+their full budget.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from orchestrator.errors import UserError
 from orchestrator.space import VariantLabeler
 
 SCHEDULERS = ("asha-per-variant", "asha", "fifo")
-SEARCHES = ("grid", "optuna")
+SEARCHES = ("random", "optuna")
 
 
 class PerVariantASHA(FIFOScheduler):
@@ -42,6 +44,10 @@ class PerVariantASHA(FIFOScheduler):
         self._mode = self._mode or mode
         return all(s.set_search_properties(metric, mode, **spec) for s in self._by_bucket.values())
 
+    @staticmethod
+    def _tuned(trial) -> bool:
+        return trial.config.get("stage") == "tune"
+
     def _scheduler(self, trial) -> ASHAScheduler:
         bucket = self._bucket_of_trial.get(trial.trial_id)
         if bucket is None:
@@ -53,15 +59,20 @@ class PerVariantASHA(FIFOScheduler):
         return self._by_bucket[bucket]
 
     def on_trial_add(self, tune_controller, trial) -> None:
-        self._scheduler(trial).on_trial_add(tune_controller, trial)
+        if self._tuned(trial):
+            self._scheduler(trial).on_trial_add(tune_controller, trial)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if result.get("status") == "diverged":
             # A NaN must not enter a rung; the trial is over anyway.
             return TrialScheduler.STOP
+        if not self._tuned(trial):
+            return TrialScheduler.CONTINUE
         return self._scheduler(trial).on_trial_result(tune_controller, trial, result)
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        if not self._tuned(trial):
+            return
         scheduler = self._scheduler(trial)
         if result and result.get("status") == "diverged":
             scheduler.on_trial_remove(tune_controller, trial)
@@ -69,10 +80,12 @@ class PerVariantASHA(FIFOScheduler):
             scheduler.on_trial_complete(tune_controller, trial, result)
 
     def on_trial_error(self, tune_controller, trial) -> None:
-        self._scheduler(trial).on_trial_error(tune_controller, trial)
+        if self._tuned(trial):
+            self._scheduler(trial).on_trial_error(tune_controller, trial)
 
     def on_trial_remove(self, tune_controller, trial) -> None:
-        self._scheduler(trial).on_trial_remove(tune_controller, trial)
+        if self._tuned(trial):
+            self._scheduler(trial).on_trial_remove(tune_controller, trial)
 
     def debug_string(self) -> str:
         return f"PerVariantASHA: {len(self._by_bucket)} buckets"
@@ -80,26 +93,13 @@ class PerVariantASHA(FIFOScheduler):
 
 def build_scheduler(name: str, *, variant_keys: tuple[str, ...], max_t: int,
                     grace_period: int, reduction_factor: float) -> TrialScheduler:
-    """``asha-per-variant`` buckets by (variant, seed); ``asha`` is one bucket for all."""
+    """``asha-per-variant`` buckets by arm; ``asha`` is one bucket for every tuning draw."""
     args = dict(time_attr="epoch", max_t=max_t, grace_period=min(grace_period, max_t),
                 reduction_factor=reduction_factor)
     if name == "asha-per-variant":
-        return PerVariantASHA(VariantLabeler(variant_keys, with_seed=True), **args)
+        return PerVariantASHA(VariantLabeler(variant_keys), **args)
     if name == "asha":
         return PerVariantASHA(VariantLabeler(()), **args)
     if name == "fifo":
         return FIFOScheduler()
     raise UserError(f"unknown scheduler {name!r}; choose from {', '.join(SCHEDULERS)}")
-
-
-def build_search(name: str, *, metric: str, mode: str, max_concurrent: int | None):
-    """None for grid search (Tune's variant generator); an OptunaSearch otherwise."""
-    if name == "grid":
-        return None
-    if name == "optuna":
-        from ray.tune.search import ConcurrencyLimiter
-        from ray.tune.search.optuna import OptunaSearch
-
-        search = OptunaSearch(metric=metric, mode=mode)
-        return ConcurrencyLimiter(search, max_concurrent=max_concurrent) if max_concurrent else search
-    raise UserError(f"unknown search {name!r}; choose from {', '.join(SEARCHES)}")

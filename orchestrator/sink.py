@@ -79,6 +79,8 @@ class ParquetSink(Callback):
         # The config is re-read every time: a restored trial keeps its id and its config.
         row["variant"] = self.label_of(trial.config)
         row["seed"] = trial.config.get("seed")
+        row["stage"] = trial.config.get("stage", "single")
+        row["draw"] = trial.config.get("draw", 0)
         for key, value in flatten(trial.config).items():
             row[CONFIG_PREFIX + key] = value
         return row
@@ -142,7 +144,7 @@ def trials_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     columns = list(TRIAL_COLUMNS) + sorted({k for r in rows for k in r if k not in TRIAL_COLUMNS})
     data = {c: [r.get(c) for r in rows] for c in columns}
     types = {"trial_id": pl.String, "variant": pl.String, "status": pl.String, "error": pl.String,
-             "stopped_by": pl.String, "seed": pl.Int64, "params": pl.Int64, "epochs_run": pl.Int64,
+             "stopped_by": pl.String, "seed": pl.Int64, "stage": pl.String, "draw": pl.Int64, "params": pl.Int64, "epochs_run": pl.Int64,
              "best_epoch": pl.Int64, "diverged_epoch": pl.Int64, "diverged_step": pl.Int64,
              "data_note": pl.String}
     series = []

@@ -18,6 +18,7 @@ import torch
 from ray import tune
 from ray.tune.search.sample import Domain, Function
 
+from orchestrator.domains import looks_like_domain, parse_domain
 from orchestrator.errors import UserError
 from search_spaces.experiment import Experiment
 from search_spaces.variants import VARIANT_KEY, check_variant
@@ -102,6 +103,12 @@ def concrete_configs(space: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
         yield _resolve_functions(config, config)
 
 
+def resolve_config(point: Mapping[str, Any]) -> dict[str, Any]:
+    """One grid point with its config-dependent values (per-variant recipes) filled in."""
+    config = copy.deepcopy(dict(point))
+    return _resolve_functions(config, config)
+
+
 def _resolve_domains(node: Any) -> Any:
     if isinstance(node, Function):
         return node  # needs the finished config; see _resolve_functions
@@ -120,10 +127,17 @@ def _resolve_functions(node: Any, config: dict[str, Any]) -> Any:
     return node
 
 
-def apply_overrides(experiment: Experiment, space: dict[str, Any],
-                    overrides: list[str]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """Apply ``key.path=value`` overrides; a list becomes a grid axis (and a variant key)."""
+def apply_overrides(experiment: Experiment, space: dict[str, Any], overrides: list[str],
+                    tuned: dict[str, Any] | None = None
+                    ) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Apply ``key.path=value`` overrides; a list becomes a grid axis (and a variant key).
+
+    A domain (``loguniform(a,b)`` ...) makes the key tuned: it goes into ``tuned``, and the
+    space keeps its recipe value as the default point. A plain value fixes a key the preset
+    tuned: it leaves ``tuned``.
+    """
     variant_keys = list(experiment.variant_keys)
+    tuned = {} if tuned is None else tuned
     for item in overrides:
         key, sep, text = item.partition("=")
         key = key.strip()
@@ -136,6 +150,14 @@ def apply_overrides(experiment: Experiment, space: dict[str, Any],
             raise UserError(f"unknown override key {key!r}; keys start with "
                             f"{', '.join(s + '.' for s in SECTIONS)} "
                             f"(see `python -m orchestrator show {experiment.name}`)")
+        if looks_like_domain(text):
+            if key == VARIANT_KEY or is_grid(get_path(space, key) if has_path(space, key)
+                                             else None):
+                raise UserError(f"--set {key}={text.strip()}: {key} is a grid (variant) axis and "
+                                "cannot be tuned; give it a list of values, or tune another key")
+            tuned[key] = parse_domain(key, text)
+            continue
+        tuned.pop(key, None)
         value = parse_value(text)
         if key == VARIANT_KEY:
             _check_variants(experiment, value)
@@ -166,19 +188,24 @@ def _check_variants(experiment: Experiment, value: Any) -> None:
 def validate_space(space: Mapping[str, Any], overrides: list[str]) -> None:
     """Parse every grid point like a trial would; name the offending key on failure."""
     for config in concrete_configs(space):
-        try:
-            parse_trial(config)
-            parse_data_config(config.get("data", {}))
-            # Build on the meta device: checks every model argument, allocates nothing.
-            # Pretrained weights are checked as files by the plan, not loaded here.
-            model = dict(config.get("model", {}))
-            if model.get("pretrained") is True:
-                model["pretrained"] = False
-            with torch.device("meta"):
-                build_model(model)
-        except ConfigError as err:
-            hint = f" (from --set {' --set '.join(overrides)})" if overrides else ""
-            raise UserError(f"{err}{hint}") from None
+        validate_config(config, overrides)
+
+
+def validate_config(config: Mapping[str, Any], overrides: list[str]) -> None:
+    """Parse one concrete trial config like a trial would, and build its model on meta."""
+    try:
+        parse_trial(dict(config))
+        parse_data_config(config.get("data", {}))
+        # Build on the meta device: checks every model argument, allocates nothing.
+        # Pretrained weights are checked as files by the plan, not loaded here.
+        model = dict(config.get("model", {}))
+        if model.get("pretrained") is True:
+            model["pretrained"] = False
+        with torch.device("meta"):
+            build_model(model)
+    except ConfigError as err:
+        hint = f" (from --set {' --set '.join(overrides)})" if overrides else ""
+        raise UserError(f"{err}{hint}") from None
 
 
 def variant_label(config: Mapping[str, Any], variant_keys: tuple[str, ...]) -> str:
@@ -219,10 +246,8 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 class VariantLabeler:
     """Picklable ``config -> label`` (Tune pickles schedulers and callbacks with the run)."""
 
-    def __init__(self, variant_keys: tuple[str, ...], with_seed: bool = False) -> None:
+    def __init__(self, variant_keys: tuple[str, ...]) -> None:
         self.variant_keys = tuple(variant_keys)
-        self.with_seed = with_seed
 
     def __call__(self, config: Mapping[str, Any]) -> str:
-        label = variant_label(config, self.variant_keys)
-        return f"{label}|seed={config.get('seed')}" if self.with_seed else label
+        return variant_label(config, self.variant_keys)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Scheduler = Literal["fifo", "asha", "asha-per-variant"]
-Search = Literal["grid", "optuna"]
+Search = Literal["random", "optuna", "grid"]  # "grid": the older name of "random"
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,9 @@ class Experiment:
 
     ``param_space`` is the nested trial config with Ray Tune domains: ``tune.grid_search``
     on the ablation axes (named in ``variant_keys``) and random domains on hyperparameters.
-    Every grid point gets ``num_samples`` random hyperparameter draws and ``seeds`` seeds,
-    so each variant has the same tuning budget.
+    With ``num_samples`` 1 every grid point (arm) trains its recipe on ``seeds`` seeds. With
+    more, each arm first tunes ``search_space`` with that many draws, then its chosen
+    config is replicated on ``seeds`` fresh seeds (see orchestrator.protocol).
     """
 
     name: str
@@ -55,3 +56,8 @@ class Experiment:
     # profile -> (reported, reported_note), used instead of `reported` when it is applied.
     profile_reported: Mapping[str, tuple[Mapping[str, Mapping[str, float]], str]] = field(
         default_factory=dict)
+    # The hyperparameters the source tuned or says should be tuned: dotted key -> a Ray Tune
+    # domain, or `search_spaces.tuning.PerArm` when the range depends on the arm. Used only
+    # with `--samples N > 1`; the recipe in `param_space` stays the default point.
+    search_space: Mapping[str, Any] = field(default_factory=dict)
+    search_space_note: str = ""                  # where the ranges come from

@@ -36,6 +36,9 @@ Choices where the source is vague or cannot be matched, and why:
   step 2, attention or not; fp16 autocast (float32 weights and moments, a grad scaler)
   trains. `--set train.eps=1e-4` lets pure fp16 train, as a different optimizer (with v
   underflowed, Adam's step becomes lr * m / eps).
+- Tuning (`--samples N`): the source proposes learning rates 5e-5 to 1e-3, dense dropout
+  0.3 to 0.7 and L2 5e-4 to 1e-2; dropout and L2 are tuned on the hybrid, the only network
+  that has them. Every (variant, precision) cell is an arm with its own candidates.
 - Reported numbers are one run each on a Kaggle T4 in fp32, on FSDD; they sit on the fp32
   rows. A trial is small: a GPU holds eight (gpu 0.125 each). On a CPU, half precision
   is slow (fp16 autocast 5.8x, bf16 1.3x fp32's epoch time, measured): `--profile
@@ -45,6 +48,7 @@ Choices where the source is vague or cannot be matched, and why:
 from ray import tune
 
 from search_spaces.experiment import Experiment, Resources
+from search_spaces.tuning import PerArm
 from search_spaces.variants import named_variants
 
 PRECISIONS = ["fp32", "bf16", "fp16", "fp16_pure"]
@@ -125,9 +129,16 @@ EXPERIMENT = Experiment(
                   "(its float16 runs gave inf losses)",
     seeds=3,
     scheduler="fifo",
-    search="grid",
+    search="random",
     resources=Resources(cpu=1, gpu=0.125),
     smoke={"train.epochs": 2, "train.max_batches": 4},
+    search_space={
+        "train.lr": tune.loguniform(5e-5, 1e-3),
+        "model.dense_dropout": PerArm("variant", {"hybrid": tune.uniform(0.3, 0.7)}),
+        "model.dense_l2": PerArm("variant", {"hybrid": tune.loguniform(5e-4, 1e-2)}),
+    },
+    search_space_note="the source's tuning proposal: learning rate 5e-5 to 1e-3, dropout 0.3 "
+                      "to 0.7 and L2 5e-4 to 1e-2 (the last two exist in the hybrid only)",
     profiles={
         "noise-for-all": {"augment.noise_std": 0.02},
         "fp32-only": {"train.precision": "fp32"},

@@ -35,6 +35,8 @@ Choices where the source is vague or cannot be matched, and why:
   a cross block 3.4M, a self block 4.2M, as the source's table.
 """
 
+from ray import tune
+
 from search_spaces.experiment import Experiment, Resources
 from search_spaces.variants import named_variants
 
@@ -122,13 +124,16 @@ EXPERIMENT = Experiment(
                   "(per-video majority vote), best epoch by val acc",
     seeds=3,
     scheduler="fifo",
-    search="grid",
+    search="random",
     resources=Resources(cpu=4, gpu=1),
     # Plumbing check on a CPU: short clips, small frames, narrow attention, no weights.
     smoke={"train.epochs": 2, "train.max_batches": 4, "train.batch_size": 4,
            "train.eval_batch_size": 8, "data.frames": 8, "data.height": 64, "data.width": 86,
            "data.crop": 56, "data.limit_train": 16, "data.eval_clips": 2,
            "model.num_latents": 16, "model.latent_dim": 64, "model.pretrained": False},
+    search_space={"train.lr": tune.loguniform(1e-5, 1e-3),
+                  "train.weight_decay": tune.loguniform(1e-6, 1e-4)},
+    search_space_note="the source tried lr 1e-3 and 1e-4 with weight decay 1e-5",
     profiles={
         "fast": {"train.precision": "bf16", "train.channels_last": True},
         "from-scratch": {"model.pretrained": False},

@@ -11,6 +11,9 @@ Choices where the source is silent, and why:
   be far higher. No augmentation (none is mentioned).
 - Adam and AdamW share lr 1e-3 and weight decay 5e-4 (L2 for Adam, decoupled for AdamW), so
   the axis compares only how the decay is applied.
+- Tuning (`--samples N`): the source's knobs are the optimizer (a grid axis here) and the
+  learning rate; weight decay is what Adam and AdamW apply differently, so a fair
+  comparison tunes it per arm too: lr 1e-4-3e-3, weight decay 5e-5-5e-3.
 - The source says "Adam / AdamW" without saying which gave 0.4895: the number sits on both
   spatial-attention rows.
 """
@@ -53,8 +56,12 @@ EXPERIMENT = Experiment(
     reported_note="one run on a single consumer GPU; dataset and optimizer not stated",
     seeds=3,
     scheduler="asha-per-variant",
-    search="grid",
+    search="random",
     resources=Resources(cpu=1, gpu=0.25),
     smoke={"train.epochs": 2, "train.max_batches": 4, "train.eval_batch_size": 256,
            "data.val_size": 0.1},
+    search_space={"train.lr": tune.loguniform(1e-4, 3e-3),
+                  "train.weight_decay": tune.loguniform(5e-5, 5e-3)},
+    search_space_note="the source compared Adam with AdamW and set the learning rate; weight "
+                      "decay is how the two differ, so each arm tunes both",
 )

@@ -16,6 +16,8 @@ Choices where the source is vague, and why:
   normalisation for the ResNet.
 - Adam 1e-3, batch 4, 20 epochs, early stopping on val acc with patience 5 and the best
   checkpoint restored, as the source (which named no patience).
+- Tuning (`--samples N`): only the learning rate, 1e-4 to 1e-2 around the source's 1e-3,
+  chosen on WLASL's own validation split.
 - The ResNet is frozen and stays in eval mode; only the temporal head trains, so a trial
   is small: gpu 0.25 packs four on one GPU.
 - Pretrained: ImageNet ResNet-18 (torchvision's resnet18-f37072fd.pth) from the torch hub
@@ -73,10 +75,12 @@ EXPERIMENT = Experiment(
     reported_note="about 0.30 val acc at best (TCN), one run, a very small validation set",
     seeds=3,
     scheduler="fifo",
-    search="grid",
+    search="random",
     resources=Resources(cpu=2, gpu=0.25),
     smoke={"train.epochs": 2, "train.max_batches": 4, "data.height": 64, "data.width": 64,
            "data.crop": 56, "model.pretrained": False},
+    search_space={"train.lr": tune.loguniform(1e-4, 1e-2)},
+    search_space_note="the source fixed lr 1e-3; a decade either side",
     profiles={"from-scratch-backbone": {"model.pretrained": False,
                                         "model.freeze_backbone": False}},
 )

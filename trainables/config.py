@@ -81,6 +81,8 @@ class TrialConfig:
 
     seed: int = 0
     variant: str = ""                # the preset's name for this ablation row; a label only
+    stage: Literal["single", "tune", "replicate"] = "single"  # labels only (the protocol's)
+    draw: int = 0                    # which tuning candidate of its arm this config is
     data: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)

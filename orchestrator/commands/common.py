@@ -23,16 +23,26 @@ def add_sweep_arguments(parser) -> None:
     group = parser.add_argument_group("sweep")
     group.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. train.lr=0.01 or model.attention=[none,se] "
-                            "(a list makes a grid axis); repeatable")
+                            "(a list makes a grid axis); a domain tunes the key with --samples: "
+                            "loguniform(a,b) uniform(a,b) quniform(a,b,q) randint(a,b) "
+                            "choice([x,y]); repeatable")
     group.add_argument("--profile", dest="profiles", action="append", default=[], metavar="NAME",
                        help="apply one of the preset's named override bundles (see `show`), "
                             "before any --set; repeatable")
     group.add_argument("--seeds", type=int, help="seeds per variant (default: the preset's)")
     group.add_argument("--scheduler", choices=("asha-per-variant", "asha", "fifo"),
                        help="trial scheduler (default: the preset's)")
-    group.add_argument("--search", choices=("grid", "optuna"), help="search algorithm")
     group.add_argument("--samples", type=int,
-                       help="random hyperparameter draws per grid point (optuna: per grid point, in total)")
+                       help="tuning candidates per arm (default 1: the source's recipe, no "
+                            "tuning); N > 1 tunes every arm with N candidates, then replicates "
+                            "each arm's best on --seeds fresh seeds")
+    group.add_argument("--search", choices=("random", "optuna", "grid"),
+                       help="how candidates are drawn with --samples > 1: random (the same "
+                            "Latin-hypercube draws for every arm) or optuna (one TPE study per "
+                            "arm); 'grid' is the older name of random")
+    group.add_argument("--search-seed", type=int,
+                       help="seed of the candidate draws (default fixed: two runs draw the "
+                            "same candidates)")
     group.add_argument("--data-root", help="directory holding the datasets (default: bundled data)")
     group.add_argument("--smoke", action="store_true",
                        help="two epochs of a few batches: checks the plumbing in about a minute on CPU")
@@ -57,5 +67,5 @@ def sweep_options(args):
         overrides=tuple(args.overrides), profiles=tuple(args.profiles), seeds=args.seeds, scheduler=args.scheduler,
         search=args.search, samples=args.samples, max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        data_root=args.data_root, smoke=args.smoke,
+        data_root=args.data_root, smoke=args.smoke, search_seed=args.search_seed,
     )

@@ -32,17 +32,45 @@ def _describe(value: Any) -> Any:
     return value
 
 
+def _print_tuned(exp, plan) -> None:
+    """The domains `--samples` would tune, per arm where they differ."""
+    from orchestrator.domains import describe
+
+    space = plan.tuned or exp.search_space
+    if not space:
+        print("tuned:      nothing (add a domain: --set 'train.lr=loguniform(1e-4,3e-3)')")
+        return
+    state = "tuned:     " if plan.protocol else "tunable:   "
+    for key, spec in space.items():
+        print(f"{state} {key} {describe(spec) if not hasattr(spec, 'for_arm') else repr(spec)}")
+        state = "           "
+    if exp.search_space_note:
+        print(f"            ({exp.search_space_note})")
+
+
 def run(args: argparse.Namespace) -> int:
-    from orchestrator.plan import make_plan
+    from orchestrator.plan import describe_protocol, make_plan
 
     exp = load_preset(args.preset)
-    plan = make_plan(exp, sweep_options(args))
+    plan = make_plan(exp, sweep_options(args), check_files=False)
     print(f"{exp.name}  ({exp.modality}, trainable: {exp.trainable})")
     print(f"source:     {exp.source}")
     print(f"variants:   axes {', '.join(plan.variant_keys)}; baseline {exp.baseline_variant}")
     print(f"trials:     {plan.n_trials}")
     print(f"scheduler:  {plan.scheduler} (metric {exp.metric}, mode {exp.mode}, max_t {plan.max_t} epochs)")
-    print(f"search:     {plan.search}, {plan.num_samples} sample(s)")
+    protocol = plan.protocol
+    if protocol is None:
+        print("protocol:   one stage: every arm's recipe on every seed, no tuning "
+              "(--samples N > 1 tunes each arm first)")
+    else:
+        print(f"protocol:   {describe_protocol(protocol)}")
+        per_arm = protocol.samples * plan.max_t
+        print(f"budget:     per arm at most {per_arm} trial-epochs tuning ({protocol.samples} x "
+              f"{plan.max_t}; {plan.scheduler} spends less), then {len(protocol.seeds)} x "
+              f"{plan.max_t} replicating; {len(protocol.arms)} arms, {plan.n_trials} trials")
+    _print_tuned(exp, plan)
+    if plan.data_missing:
+        print(f"data:       not on this machine, `run` needs it: {plan.data_missing}")
     print(f"resources:  {plan.cpus:g} CPU, {plan.gpus:g} GPU per trial"
           + (f", at most {plan.max_concurrent} at once" if plan.max_concurrent else ""))
     for note in plan.notes:

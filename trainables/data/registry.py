@@ -350,21 +350,48 @@ def _wlasl_available(root: str | None) -> tuple[bool, str]:
     return (True, f"WLASL index {path}") if path.exists() else (False, f"missing: {LAYOUT_HINT}")
 
 
+def _fraction_holdout(key: str) -> Callable[[Any], tuple[bool, tuple[str, Any] | None]]:
+    """Validation is the test split when ``key`` is 0; a 10% stratified holdout separates it."""
+    def check(cfg: Any) -> tuple[bool, tuple[str, Any] | None]:
+        return getattr(cfg, key) <= 0, (f"data.{key}", 0.1)
+    return check
+
+
+def _image_folder_holdout(cfg: Any) -> tuple[bool, tuple[str, Any] | None]:
+    has_val = bool(cfg.root) and (Path(cfg.root).expanduser() / "val").is_dir()
+    return cfg.val_fraction <= 0 and not has_val, ("data.val_fraction", 0.1)
+
+
+def _hmdb51_holdout(cfg: Any) -> tuple[bool, tuple[str, Any] | None]:
+    return True, None  # the split lists have train and test only; validation is the test list
+
+
+def _separate_validation(cfg: Any) -> tuple[bool, tuple[str, Any] | None]:
+    return False, None
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     config: type
     build: Callable[[Any], Any]      # ArraySplits, or ClipSplits for video datasets
     available: Callable[[str | None], tuple[bool, str]]
+    # (validation is the test split?, the override that holds a validation set out of
+    # training instead, or None when the dataset has none): tuning must never select on test.
+    validation: Callable[[Any], tuple[bool, tuple[str, Any] | None]] = _separate_validation
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "reduced_mnist": DatasetSpec(ReducedMnistConfig, _reduced_mnist, _reduced_mnist_available),
-    "mnist": DatasetSpec(MnistConfig, _mnist, _mnist_available),
-    "cifar10": DatasetSpec(Cifar10Config, _cifar, _cifar_available(10)),
-    "cifar100": DatasetSpec(Cifar100Config, _cifar, _cifar_available(100)),
-    "image_folder": DatasetSpec(ImageFolderConfig, _image_folder, _image_folder_available),
-    "fsdd": DatasetSpec(FsddConfig, _fsdd, _fsdd_available),
-    "hmdb51": DatasetSpec(Hmdb51Config, _hmdb51, _hmdb51_available),
+    "reduced_mnist": DatasetSpec(ReducedMnistConfig, _reduced_mnist, _reduced_mnist_available,
+                                 _fraction_holdout("val_fraction")),
+    "mnist": DatasetSpec(MnistConfig, _mnist, _mnist_available, _fraction_holdout("val_size")),
+    "cifar10": DatasetSpec(Cifar10Config, _cifar, _cifar_available(10),
+                           _fraction_holdout("val_size")),
+    "cifar100": DatasetSpec(Cifar100Config, _cifar, _cifar_available(100),
+                            _fraction_holdout("val_size")),
+    "image_folder": DatasetSpec(ImageFolderConfig, _image_folder, _image_folder_available,
+                                _image_folder_holdout),
+    "fsdd": DatasetSpec(FsddConfig, _fsdd, _fsdd_available, _fraction_holdout("val_fraction")),
+    "hmdb51": DatasetSpec(Hmdb51Config, _hmdb51, _hmdb51_available, _hmdb51_holdout),
     "wlasl": DatasetSpec(WlaslConfig, _wlasl, _wlasl_available),
 }
 

@@ -62,6 +62,8 @@ class MnistCNN(nn.Module):
         num_classes: int = 10,
         dropout: float = 0.3,
         image_size: int = 28,
+        heads: int = 4,
+        reduction: int = 8,
     ) -> None:
         super().__init__()
         if attention not in ATTENTION_CHOICES:
@@ -74,6 +76,9 @@ class MnistCNN(nn.Module):
                 f"mnist_cnn: in_channels and num_classes must be >= 1, got "
                 f"in_channels={in_channels}, num_classes={num_classes}"
             )
+        if heads < 1 or not 1 <= reduction <= 32:
+            raise ValueError(f"mnist_cnn: heads must be >= 1 and reduction in 1..32, got "
+                             f"heads={heads}, reduction={reduction}")
         side = ((image_size - 2) // 2 - 2) // 2  # two valid 3x3 convs, two 2x2 pools
         if side < 1:
             raise ValueError(f"mnist_cnn: image_size must be >= 10, got {image_size}")
@@ -88,10 +93,14 @@ class MnistCNN(nn.Module):
         self.attention_after: str | None = None
         if attention in _MAP_ATTENTION:
             name, kwargs = _MAP_ATTENTION[attention]
+            if attention == "se":
+                kwargs = {"rd_channels": 32 // reduction}
+            elif attention == "cbam":
+                kwargs = {**kwargs, "rd_ratio": 1 / reduction}
             module = create_attn(name, 32, **kwargs)
             self.attention_after = "block1"
         elif attention == "self":
-            module = TokenSelfAttention2d(64, heads=4, head_dim=64)
+            module = TokenSelfAttention2d(64, heads=heads, head_dim=64)
             self.attention_after = "block2"
         self.register_module("attention", module)
         self.head = nn.Sequential(
@@ -120,12 +129,19 @@ def mnist_cnn(
     num_classes: int = 10,
     dropout: float = 0.3,
     image_size: int = 28,
+    heads: int = 4,
+    reduction: int = 8,
 ) -> MnistCNN:
-    """Seed 001 Part A CNN; `attention` is one of "none", "spatial", "self", "cbam", "se"."""
+    """Seed 001 Part A CNN; `attention` is one of "none", "spatial", "self", "cbam", "se".
+
+    ``heads`` (self) and ``reduction`` (se, cbam: hidden width 32 // reduction) are the
+    knobs the source proposes to tune; their defaults are the source's 4 and 8."""
     return MnistCNN(
         attention=attention,
         in_channels=in_channels,
         num_classes=num_classes,
         dropout=dropout,
         image_size=image_size,
+        heads=heads,
+        reduction=reduction,
     )
