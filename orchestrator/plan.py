@@ -108,12 +108,6 @@ def make_plan(experiment: Experiment, options: SweepOptions, *, check_files: boo
                         "(the candidates each arm gets)")
     validate_space(space, list(options.overrides))
     notes: list[str] = []
-    data_missing = ""
-    if check_files:
-        _check_data(space)
-        _check_weights(space)
-    else:
-        data_missing = _missing_files(space)
 
     scheduler = options.scheduler or experiment.scheduler
     search = options.search or experiment.search
@@ -142,6 +136,13 @@ def make_plan(experiment: Experiment, options: SweepOptions, *, check_files: boo
         if scheduler == "fifo":
             notes.append("fifo: every tuning candidate trains its full budget; "
                          "--scheduler asha-per-variant stops poor ones early")
+    # Files last: a sweep that cannot be fair is refused before its data is looked for.
+    data_missing = ""
+    if check_files:
+        _check_data(space)
+        _check_weights(space)
+    else:
+        data_missing = _missing_files(space)
     n_trials = protocol.n_trials if protocol else count_trials(space, samples)
     num_samples = protocol.n_trials if protocol else samples
     reported, reported_note = experiment.reported, experiment.reported_note

@@ -257,9 +257,19 @@ class Hmdb51Config:
     std: tuple[float, ...] = (0.225, 0.225, 0.225)
     eval_clips: int | None = None    # windows per validation video; None: cover the video
     limit_train: int | None = None   # class-balanced cap on training videos (smoke runs)
+    # 0: validate on the split's test list, as the source did; > 0: hold that stratified
+    # fraction of the split's training videos (whole source videos, seed split_seed) out as
+    # validation, and the test list becomes the test split. Same clip store either way.
+    val_fraction: float = 0.0
     split_seed: int = 0
     cache_dir: str | None = None     # None: $ORCHESTRATOR_CACHE or ~/.cache/attention-orchestrator
     decode_workers: int | None = None  # threads decoding into the clip store; None: up to 8
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"data.val_fraction={self.val_fraction} must be in [0, 1): 0 "
+                              "validates on the split's test list, > 0 holds that fraction "
+                              "of the training videos out")
 
 
 @dataclass(frozen=True)
@@ -292,7 +302,7 @@ def _rgb(values: tuple[float, ...], key: str) -> tuple[float, float, float]:
 
 def _hmdb51(cfg: Hmdb51Config):
     from trainables.data.video.datasets import clip_splits
-    from trainables.data.video.hmdb51 import LAYOUT_HINT, load_hmdb51_index
+    from trainables.data.video.hmdb51 import LAYOUT_HINT, load_hmdb51_index, source_video
     from trainables.data.video.sampling import FrameSampling
 
     if cfg.split not in (1, 2, 3):
@@ -303,12 +313,14 @@ def _hmdb51(cfg: Hmdb51Config):
         sampling = FrameSampling("rate", cfg.frames, clip_seconds=cfg.clip_seconds)
     except ValueError as err:
         raise ConfigError(f"data: {err}") from None
+    held_out = cfg.val_fraction > 0
     return clip_splits(
         index, dataset=f"hmdb51-split{cfg.split}", sampling=sampling,
         size=(cfg.height, cfg.width), crop=cfg.crop, flip=cfg.flip,
-        mean=_rgb(cfg.mean, "mean"), std=_rgb(cfg.std, "std"), val_subset="test",
-        test_subset=None, limit_train=cfg.limit_train, split_seed=cfg.split_seed,
-        eval_clips=cfg.eval_clips,
+        mean=_rgb(cfg.mean, "mean"), std=_rgb(cfg.std, "std"),
+        val_subset=None if held_out else "test", test_subset="test" if held_out else None,
+        val_fraction=cfg.val_fraction, source_of=source_video if held_out else None,
+        limit_train=cfg.limit_train, split_seed=cfg.split_seed, eval_clips=cfg.eval_clips,
         cache_dir=Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None,
         workers=cfg.decode_workers)
 
@@ -363,7 +375,9 @@ def _image_folder_holdout(cfg: Any) -> tuple[bool, tuple[str, Any] | None]:
 
 
 def _hmdb51_holdout(cfg: Any) -> tuple[bool, tuple[str, Any] | None]:
-    return True, None  # the split lists have train and test only; validation is the test list
+    # The split lists have train and test only: validation is the test list unless
+    # val_fraction > 0 holds it out of the training list; 0.1 does (same clip store).
+    return cfg.val_fraction <= 0, ("data.val_fraction", 0.1)
 
 
 def _separate_validation(cfg: Any) -> tuple[bool, tuple[str, Any] | None]:
