@@ -21,6 +21,11 @@ Choices where the source is vague or cannot be matched, and why:
   The source ran up to 100 epochs; here 100 with patience 15 on val acc, which stops the
   long overfitting tails its own tables show (train loss -> 0, val loss rising) and saves
   GPU hours; `--set train.patience=none` runs all 100.
+- Tuning (`--samples N`): learning rate 1e-5 to 1e-3 and weight decay 1e-6 to 1e-4 around
+  the source's two runs (lr 1e-3, then 1e-4; wd 1e-5). Selecting on the test list would
+  make its accuracy optimistic, so a tuned run validates on 10% of the training videos
+  held out (data.val_fraction 0.1, whole source videos, stratified) and reports the test
+  list as the test split.
 - fp32 as the source. On a GPU, `--profile fast` (bf16 autocast + channels_last_3d) is the
   throughput setting; `benchmarks/video_pipeline.py` measures the pair.
 - One trial needs a whole GPU (gpu 1): a 31M-parameter 3-D CNN on 16x112x112 clips with

@@ -96,9 +96,17 @@ def test_unknown_variant_and_profile_are_clear_errors(cnntention, cifar_root):
         make_plan(cnntention, SweepOptions(data_root=cifar_root, profiles=("imagenet",)))
 
 
-def test_optuna_is_refused_for_per_variant_recipes(cnntention, cifar_root):
-    with pytest.raises(UserError, match="use --search grid"):
+def test_optuna_tunes_each_named_variant_around_its_own_recipe(cnntention, cifar_root):
+    with pytest.raises(UserError, match="--search optuna needs --samples N > 1"):
         make_plan(cnntention, SweepOptions(data_root=cifar_root, search="optuna"))
+    plan = make_plan(cnntention, SweepOptions(data_root=cifar_root, search="optuna", samples=4))
+    arms = {arm.label: arm for arm in plan.protocol.arms}
+    assert len(arms) == 8 and plan.protocol.search == "optuna"
+    # Variant recipes that are not tuned stay per variant: SGD baseline, Adam attention.
+    assert arms["baseline"].config["train"]["optimizer"] == "sgd"
+    assert arms["cbam_r8"].config["train"]["optimizer"] == "adam"
+    assert arms["baseline"].domains["train.lr"].lower == 0.03
+    assert arms["cbam_r8"].domains["train.lr"].lower == 1e-4
 
 
 def test_missing_cifar_names_the_files(cnntention, tmp_path):

@@ -48,7 +48,7 @@ def test_typed_config_keys_outside_the_preset_are_accepted(mnist):
 
 @pytest.mark.parametrize(("override", "message"), [
     ("train.lrr=0.1", "unknown config key train.lrr"),
-    ("model.heads=4", "unknown config key model.heads"),
+    ("model.head_dim=4", "head_dim"),
     ("data.rooot=/x", "unknown config key data.rooot"),
     ("optimizer.lr=1", "unknown override key 'optimizer.lr'"),
     ("train.epochs=ten", "train.epochs='ten' has the wrong type"),

@@ -7,6 +7,13 @@ tags it 1 (train), 2 (test) or 0 (not used in that split). Every split uses 70 t
 side; using the official files (rather than a random split) is what keeps published
 numbers comparable, so this loader reads them and never invents a split.
 
+Validation: the split lists have no validation part, so by default validation is the test
+list (the source's protocol). ``data.val_fraction`` > 0 instead holds a stratified share of
+the list's *training* clips out as validation (see `trainables.data.video.datasets`), and
+`source_video` keeps every clip of one source video on the same side of that holdout, as the
+official lists do for train and test: clips cut from one video share actors, scene and
+camera, so splitting them would let validation reward memorising a scene.
+
 Clips named by a split file but absent on disk are listed in ``missing`` rather than
 failing the load; a copy whose clips were re-encoded (``.mp4`` next to the listed ``.avi``)
 is found by its stem.
@@ -25,6 +32,10 @@ LAYOUT_HINT = ("<root>/<class>/<video>.avi (51 class folders) and "
                "<root>/testTrainMulti_7030_splits/<class>_test_split{1,2,3}.txt")
 SPLIT_NAME = re.compile(r"^(?P<cls>.+)_test_split(?P<split>[123])\.txt$")
 TAG_SUBSETS = {1: "train", 2: "test"}
+# <source>_<body>_<camera>_np<people>_<view>_<quality>_<clip number>; <source> ends in the
+# action's name, e.g. April_09_brush_hair_u_nm_np1_ba_goo_0 is clip 0 of "April_09_brush_hair".
+CLIP_NAME = re.compile(r"^(?P<source>.+)_[fhul]_(?:cm|nm)_np\d+_(?:fr|ba|le|ri)_"
+                       r"(?:bad|med|goo)_\d+$")
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".webm", ".mov")
 
 
@@ -41,6 +52,13 @@ def parse_split_file(path: Path) -> list[tuple[str, int]]:
                              f"got {line.strip()[:80]!r}")
         pairs.append((fields[0], int(fields[1])))
     return pairs
+
+
+def source_video(video_id: str) -> str:
+    """The source video an HMDB51 clip was cut from (its name without the clip's tags and
+    number); a name outside HMDB51's pattern is its own source."""
+    match = CLIP_NAME.match(video_id)
+    return match["source"] if match else video_id
 
 
 def _has_splits(folder: Path) -> bool:
