@@ -155,3 +155,13 @@ def test_every_preset_declares_domains_that_parse_at_both_ends():
             for key, domain in arm.domains.items():
                 low, high = from_unit(domain, 0.0), from_unit(domain, 1.0)
                 assert low != high, (experiment.name, key)
+
+
+def test_discrete_draws_are_redrawn_until_every_candidate_is_distinct():
+    # 2 x 3 settings and 6 candidates: every combination exactly once, for any search seed.
+    for search_seed in range(5):
+        plan = _plan(samples=6, search_seed=search_seed, overrides=[
+            "model.attention=[none]", "train.lr=choice([0.001,0.002])",
+            "model.dropout=choice([0.2,0.3,0.4])"])
+        combos = {(c["train.lr"], c["model.dropout"]) for c in plan.protocol.candidates()[0]}
+        assert len(combos) == 6

@@ -180,3 +180,15 @@ def test_optuna_prunes_what_asha_stopped_and_fails_what_diverged():
     states = [t.state for t in searcher._studies[0].trials]
     assert states == [TrialState.PRUNED, TrialState.FAIL, TrialState.COMPLETE]
     assert searcher._studies[0].trials[0].intermediate_values == {1: pytest.approx(0.9)}
+
+
+def test_a_rerun_of_a_finished_optuna_candidate_is_not_told_twice():
+    searcher = _searcher(samples=3, seeds=1, arms="[none]", search="optuna")
+    done = []
+    while offered := [t for t in _drain(searcher) if t[1]["stage"] == "tune"]:
+        for trial_id, _ in offered:
+            _finish(searcher, trial_id, val=0.5)
+            done.append(trial_id)
+    assert len(done) == 3
+    _finish(searcher, done[0], val=0.9)  # resumed after an error: Optuna already knows it
+    assert [t.value for t in searcher._studies[0].trials] == [0.5, 0.5, 0.5]
