@@ -155,11 +155,24 @@ def reproduction_table(run: Run, ok: pl.DataFrame, order: Sequence[str]) -> pl.D
         "ours": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64, "inside": pl.Boolean})
 
 
+def _untuned_arms(run: Run) -> list[str]:
+    """A tuned run with no replicates yet: say what tuning produced, arm by arm."""
+    usable = run.tuning.filter(pl.col("status").is_in(["ok", "early_stopped"]))
+    out = ["No arm has replicate trials yet, so nothing is compared."]
+    for arm in run.tuning["variant"].unique(maintain_order=True).to_list():
+        if usable.filter(pl.col("variant") == arm).is_empty():
+            out.append(f"{arm}: every tuning candidate diverged or failed, so nothing was "
+                       "replicated; see the Tuning section and widen or move its domains.")
+    return out
+
+
 def answer(stats: StudyStats, run: Run) -> list[str]:
     """The report's opening: a few plain sentences with effect sizes and what they rest on."""
     label = dict((c, name) for c, name, _ in METRICS).get(stats.primary, stats.primary)
     out: list[str] = []
     if not stats.order:
+        if not run.tuning.is_empty():
+            return _untuned_arms(run)
         return ["This run has no trials yet."]
     if stats.baseline is None or not stats.comparisons:
         out.extend(stats.notes or ["Only one variant: nothing to compare."])

@@ -254,5 +254,9 @@ def describe_protocol(protocol: TuningProtocol) -> str:
     return (f"tune each of {len(protocol.arms)} arm(s) with {protocol.samples} candidates "
             f"({search}, search seed {protocol.search_seed}) on seed {protocol.tuning_seed}, "
             f"choose each arm's best on validation {protocol.metric}, then replicate it on "
-            f"{len(seeds)} fresh seed(s) {seeds[0]}-{seeds[-1]} at the full "
+            f"{len(seeds)} fresh seed(s) {_span(seeds)} at the full "
             f"{protocol.max_t} epochs")
+
+
+def _span(seeds: tuple[int, ...]) -> str:
+    return str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"

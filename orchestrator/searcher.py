@@ -163,10 +163,10 @@ class AblationSearcher(Searcher):
             self._queue.append((arm, "replicate", best["draw"],
                                 {**best["values"], "__seed__": seed}))
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in best["values"].items())
-        seeds = self.protocol.seeds
+        seeds = ", ".join(map(str, self.protocol.seeds))
         self._say(f"tuned {label}: draw {best['draw']} of {self.protocol.samples} chosen "
                   f"({shown}; best {self.metric} {best['best']:.4f} in {best['epochs']} "
-                  f"epochs); replicating on seeds {seeds[0]}-{seeds[-1]}")
+                  f"epochs); replicating on seed(s) {seeds}")
 
     # ---- optuna ------------------------------------------------------------------------
     def _new_study(self):

@@ -104,3 +104,19 @@ def test_a_run_written_before_stages_reads_as_single_stage(tmp_path):
     run = load_run(run_dir)
     assert set(run.trials["stage"]) == {"single"} and run.tuning.is_empty()
     assert '<h2 id="tuning">' not in render_report(run)
+
+
+def test_an_arm_whose_candidates_all_failed_is_named_in_the_answer(tmp_path):
+    from analysis.study import answer, study_stats
+
+    run_dir = _tuned_run(tmp_path)
+    frame = pl.read_parquet(run_dir / TRIALS_FILE).filter(pl.col("stage") == "tune")
+    frame = frame.with_columns(
+        pl.when(pl.col("variant") == "se").then(pl.lit("diverged")).otherwise(
+            pl.col("status")).alias("status"))
+    frame.write_parquet(run_dir / TRIALS_FILE)
+    run = load_run(run_dir)
+    sentences = answer(study_stats(run), run)
+    assert sentences[0].startswith("No arm has replicate trials yet")
+    assert any(s.startswith("se: every tuning candidate diverged") for s in sentences)
+    assert not any(s.startswith("plain:") for s in sentences)
