@@ -192,3 +192,32 @@ def test_a_rerun_of_a_finished_optuna_candidate_is_not_told_twice():
     assert len(done) == 3
     _finish(searcher, done[0], val=0.9)  # resumed after an error: Optuna already knows it
     assert [t.value for t in searcher._studies[0].trials] == [0.5, 0.5, 0.5]
+
+
+def test_optuna_state_survives_save_and_restore(tmp_path):
+    def score(config):
+        return 1 - abs(config["train"]["lr"] - 3e-4) * 100
+
+    def drive(searcher, pending=(), stop_after=None):
+        """Finish what is pending, then everything offered; stop (leaving some pending)."""
+        queue, told = list(pending), 0
+        while queue or (queue := _drain(searcher)):
+            trial_id, config = queue.pop(0)
+            _finish(searcher, trial_id, val=score(config))
+            told += 1
+            if told == stop_after:
+                return queue  # offered but unfinished: Tune reruns these after --resume
+        return []
+
+    reference = _searcher(samples=5, seeds=1, arms="[none]", search="optuna")
+    drive(reference)
+    half = _searcher(samples=5, seeds=1, arms="[none]", search="optuna")
+    pending = drive(half, stop_after=3)
+    half.save(str(tmp_path / "optuna.pkl"))
+    restored = _searcher(samples=5, seeds=1, arms="[none]", search="optuna")
+    restored.restore(str(tmp_path / "optuna.pkl"))
+    drive(restored, pending)
+    lrs = [[t.params["train.lr"] for t in s._studies[0].trials] for s in (reference, restored)]
+    assert lrs[0] == lrs[1] and len(lrs[0]) == 5
+    assert restored.selections() == reference.selections() != {}
+    assert restored.suggest("end") == Searcher.FINISHED
