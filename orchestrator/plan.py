@@ -176,6 +176,7 @@ def _validation_apart_from_test(space: dict[str, Any], experiment: Experiment,
     """
     from trainables.data.registry import dataset_spec, parse_data_config
 
+    fixes: dict[str, Any] = {}
     for config in concrete_configs(space):
         data = parse_data_config(config.get("data", {}))
         is_test, holdout = dataset_spec(data.name).validation(data)
@@ -190,11 +191,15 @@ def _validation_apart_from_test(space: dict[str, Any], experiment: Experiment,
             raise UserError(f"--set {key}={get_path(config, key)} validates on the test "
                             f"split, so tuning would choose configs on test; drop it (tuning "
                             f"holds out {value} of training) or use --samples 1")
+        fixes[key] = value
+    for key, value in fixes.items():
         set_path(space, key, value)
-        return space, (f"tuning chooses on validation, not test: {key}={value} holds a "
-                       "stratified validation set out of training for every trial of this "
-                       f"run (the preset's source validated on its test split)")
-    return space, ""
+    if not fixes:
+        return space, ""
+    shown = ", ".join(f"{key}={value}" for key, value in fixes.items())
+    return space, (f"tuning chooses on validation, not test: {shown} holds a stratified "
+                   "validation set out of training for every trial of this run (the "
+                   "preset's source validated on its test split)")
 
 
 def _validate_candidates(protocol: TuningProtocol, overrides: list[str]) -> None:
