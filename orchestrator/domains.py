@@ -116,16 +116,21 @@ def describe(domain: Any) -> str:
         return repr(domain)
     if isinstance(domain, Categorical):
         return f"choice({list(domain.categories)!r})"
-    sampler = domain.get_sampler()
-    q = sampler.q if isinstance(sampler, Quantized) else None
-    inner = sampler.get_sampler() if isinstance(sampler, Quantized) else sampler
-    log = type(inner).__name__ == "_LogUniform"
+    q, log = _shape(domain)
     if isinstance(domain, Integer):
         name = "lograndint" if log else "randint"
         return f"{name}({domain.lower}, {domain.upper})"
     name = ("qloguniform" if log else "quniform") if q else ("loguniform" if log else "uniform")
     bounds = f"{domain.lower:g}, {domain.upper:g}"
     return f"{name}({bounds}, {q:g})" if q else f"{name}({bounds})"
+
+
+def _shape(domain: Float | Integer) -> tuple[float | None, bool]:
+    """(quantisation step or None, log scale?) of a numeric domain's sampler."""
+    sampler = domain.get_sampler()
+    q = sampler.q if isinstance(sampler, Quantized) else None
+    inner = sampler.get_sampler() if isinstance(sampler, Quantized) else sampler
+    return q, type(inner).__name__ == "_LogUniform"
 
 
 def cardinality(domain: Any) -> float:
@@ -150,10 +155,7 @@ def from_unit(domain: Any, u: float) -> Any:
     if isinstance(domain, Categorical):
         categories = list(domain.categories)
         return categories[int(u * len(categories))]
-    sampler = domain.get_sampler()
-    q = sampler.q if isinstance(sampler, Quantized) else None
-    inner = sampler.get_sampler() if isinstance(sampler, Quantized) else sampler
-    log = type(inner).__name__ == "_LogUniform"
+    q, log = _shape(domain)
     if isinstance(domain, Integer):
         if log:
             low, high = math.log(domain.lower), math.log(domain.upper)
@@ -179,10 +181,7 @@ def to_optuna(domain: Any):
 
     if isinstance(domain, Categorical):
         return CategoricalDistribution(list(domain.categories))
-    sampler = domain.get_sampler()
-    q = sampler.q if isinstance(sampler, Quantized) else None
-    inner = sampler.get_sampler() if isinstance(sampler, Quantized) else sampler
-    log = type(inner).__name__ == "_LogUniform"
+    q, log = _shape(domain)
     if isinstance(domain, Integer):
         return IntDistribution(domain.lower, domain.upper - 1, log=log)
     if q:
