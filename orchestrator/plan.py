@@ -116,6 +116,14 @@ def make_plan(experiment: Experiment, options: SweepOptions, *, check_files: boo
         raise UserError(f"unknown scheduler {scheduler!r}; choose from {', '.join(SCHEDULERS)}")
     if search not in SEARCHES:
         raise UserError(f"unknown search {search!r}; choose from {', '.join(SEARCHES)}")
+    if search == "optuna" and scheduler == "halving-per-variant":
+        # TPE learns from finished trials one or two at a time; halving pauses candidates
+        # until all of an arm's have arrived, which TPE's sequential asks never deliver.
+        if options.scheduler:
+            raise UserError("--scheduler halving-per-variant needs every candidate of an arm "
+                            "up front, which --search optuna proposes one at a time; use "
+                            "--scheduler asha-per-variant with optuna")
+        scheduler = "asha-per-variant"
     if search == "optuna" and samples == 1:
         raise UserError("--search optuna needs --samples N > 1: one Optuna study per arm, N "
                         "trials each (the ablation's arms stay a grid)")

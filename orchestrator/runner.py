@@ -110,16 +110,24 @@ def build_tuner(plan: Plan, target: RunTarget, verbosity: int):
 
     exp = plan.experiment
     labeler = VariantLabeler(plan.variant_keys)
-    scheduler = build_scheduler(plan.scheduler, variant_keys=plan.variant_keys, max_t=plan.max_t,
-                                grace_period=exp.grace_period, reduction_factor=exp.reduction_factor)
+    halving = plan.scheduler == "halving-per-variant"
+    scheduler = build_scheduler(
+        plan.scheduler, variant_keys=plan.variant_keys, max_t=plan.max_t,
+        grace_period=exp.grace_period, reduction_factor=exp.reduction_factor,
+        candidates=plan.protocol.samples if plan.protocol else 1,
+        max_running=plan.max_concurrent if halving and plan.protocol else None)
     search, param_space, max_concurrent = None, plan.space, plan.max_concurrent
+    callbacks: list[Any] = []
     if plan.protocol is not None:
         # The searcher proposes complete configs and limits concurrency itself: Tune's own
         # ConcurrencyLimiter does not save which trials it saw, so after --resume it would
-        # swallow their completions and the protocol would wait for them forever.
-        search = AblationSearcher(plan.protocol, max_concurrent=plan.max_concurrent,
-                                  verbosity=verbosity)
+        # swallow their completions and the protocol would wait for them forever. Under
+        # halving, candidates paused at a rung are still live: the scheduler limits instead.
+        search = AblationSearcher(plan.protocol, verbosity=verbosity,
+                                  max_concurrent=None if halving else plan.max_concurrent)
         param_space, max_concurrent = {}, None
+    if halving:
+        callbacks.append(scheduler.memory)  # its rung decisions ride in Tune's snapshots
     return tune.Tuner(
         _trainable(exp.trainable, plan.cpus, plan.gpus, target.location),
         param_space=param_space,
@@ -134,7 +142,7 @@ def build_tuner(plan: Plan, target: RunTarget, verbosity: int):
             name=target.run_id,
             storage_path=target.experiment_dir,
             callbacks=[ParquetSink(target.location, labeler),
-                       ProgressView(plan.n_trials, labeler, verbosity)],
+                       ProgressView(plan.n_trials, labeler, verbosity), *callbacks],
             failure_config=tune.FailureConfig(max_failures=0),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=0,
@@ -196,7 +204,7 @@ def _pending_trials(plan: Plan):
         return
     name = "TUNE_MAX_PENDING_TRIALS_PG"
     before = os.environ.get(name)
-    os.environ[name] = str(max(1, plan.max_concurrent or plan.n_trials))
+    os.environ[name] = str(max(1, plan.n_trials))
     try:
         yield
     finally:

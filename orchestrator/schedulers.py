@@ -19,7 +19,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from orchestrator.errors import UserError
 from orchestrator.space import VariantLabeler
 
-SCHEDULERS = ("asha-per-variant", "asha", "fifo")
+SCHEDULERS = ("halving-per-variant", "asha-per-variant", "asha", "fifo")
 SEARCHES = ("random", "optuna")
 
 
@@ -92,8 +92,17 @@ class PerVariantASHA(FIFOScheduler):
 
 
 def build_scheduler(name: str, *, variant_keys: tuple[str, ...], max_t: int,
-                    grace_period: int, reduction_factor: float) -> TrialScheduler:
-    """``asha-per-variant`` buckets by arm; ``asha`` is one bucket for every tuning draw."""
+                    grace_period: int, reduction_factor: float, candidates: int = 1,
+                    max_running: int | None = None) -> TrialScheduler:
+    """``halving-per-variant``: synchronous successive halving within each arm (equal budgets);
+    ``asha-per-variant`` buckets asynchronous ASHA by arm; ``asha`` is one bucket for every
+    tuning draw; ``fifo`` stops nothing."""
+    if name == "halving-per-variant":
+        from orchestrator.halving import PerArmHalving
+
+        return PerArmHalving(VariantLabeler(variant_keys), candidates=candidates, max_t=max_t,
+                             grace_period=min(grace_period, max_t),
+                             reduction_factor=reduction_factor, max_running=max_running)
     args = dict(time_attr="epoch", max_t=max_t, grace_period=min(grace_period, max_t),
                 reduction_factor=reduction_factor)
     if name == "asha-per-variant":

@@ -102,7 +102,7 @@ EXPERIMENT = Experiment(
     reported_note="one run each on CIFAR-10 (45k/5k split), PyTorch; He et al. report 8.75% "
                   "test error for ResNet-20",
     seeds=3,
-    scheduler="asha-per-variant",
+    scheduler="halving-per-variant",
     search="random",
     resources=Resources(cpu=1, gpu=0.25),
     # Batch 32 in smoke runs: 8-head attention on the 32x32 stage is slow on a CPU.

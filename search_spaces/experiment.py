@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Scheduler = Literal["fifo", "asha", "asha-per-variant"]
+Scheduler = Literal["fifo", "asha", "asha-per-variant", "halving-per-variant"]
 Search = Literal["random", "optuna", "grid"]  # "grid": the older name of "random"
 
 
@@ -40,7 +40,7 @@ class Experiment:
     description: str = ""
     metric: str = "val_acc"
     mode: Literal["max", "min"] = "max"
-    scheduler: Scheduler = "asha-per-variant"
+    scheduler: Scheduler = "halving-per-variant"
     search: Search = "grid"
     num_samples: int = 1
     seeds: int = 3

@@ -62,7 +62,7 @@ EXPERIMENT = Experiment(
     },
     reported_note="Keras on a CPU, one seed each, 5000 train / 1000 test digits",
     seeds=3,
-    scheduler="asha-per-variant",
+    scheduler="halving-per-variant",
     search="random",
     num_samples=1,
     search_space={

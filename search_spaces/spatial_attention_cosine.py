@@ -55,7 +55,7 @@ EXPERIMENT = Experiment(
     },
     reported_note="one run on a single consumer GPU; dataset and optimizer not stated",
     seeds=3,
-    scheduler="asha-per-variant",
+    scheduler="halving-per-variant",
     search="random",
     resources=Resources(cpu=1, gpu=0.25),
     smoke={"train.epochs": 2, "train.max_batches": 4, "train.eval_batch_size": 256,

@@ -68,7 +68,7 @@ EXPERIMENT = Experiment(
     reported_note="Jetley et al. 2018, CIFAR-100 top-1 error, one run each (a public "
                   "reimplementation reports 22.62% for the attention model)",
     seeds=3,
-    scheduler="asha-per-variant",
+    scheduler="halving-per-variant",
     search="random",
     resources=Resources(cpu=1, gpu=0.5),
     smoke={"train.epochs": 2, "train.max_batches": 4, "train.batch_size": 32,

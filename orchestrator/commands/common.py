@@ -30,8 +30,12 @@ def add_sweep_arguments(parser) -> None:
                        help="apply one of the preset's named override bundles (see `show`), "
                             "before any --set; repeatable")
     group.add_argument("--seeds", type=int, help="seeds per variant (default: the preset's)")
-    group.add_argument("--scheduler", choices=("asha-per-variant", "asha", "fifo"),
-                       help="trial scheduler (default: the preset's)")
+    group.add_argument("--scheduler",
+                       choices=("halving-per-variant", "asha-per-variant", "asha", "fifo"),
+                       help="how tuning candidates are stopped early (default: the preset's): "
+                            "halving-per-variant (synchronous, equal budget per arm), "
+                            "asha-per-variant (asynchronous, per arm), asha (all arms "
+                            "pooled), fifo (never)")
     group.add_argument("--samples", type=int,
                        help="tuning candidates per arm (default 1: the source's recipe, no "
                             "tuning); N > 1 tunes every arm with N candidates, then replicates "

@@ -32,6 +32,21 @@ def _describe(value: Any) -> Any:
     return value
 
 
+def _tuning_budget(exp, plan) -> str:
+    from orchestrator.halving import halving_budget, halving_rungs
+
+    full = plan.protocol.samples * plan.max_t
+    if plan.scheduler == "halving-per-variant":
+        rungs = halving_rungs(plan.max_t, exp.grace_period, exp.reduction_factor)
+        spent = halving_budget(plan.protocol.samples, rungs, plan.max_t, exp.reduction_factor)
+        return (f"{spent} trial-epochs tuning (halving at epochs {', '.join(map(str, rungs))}, "
+                f"keeping the best 1/{exp.reduction_factor:g}; every candidate to the end: "
+                f"{full})")
+    if plan.scheduler == "fifo":
+        return f"{full} trial-epochs tuning ({plan.protocol.samples} x {plan.max_t})"
+    return f"at most {full} trial-epochs tuning ({plan.scheduler} stops some early)"
+
+
 def _print_tuned(exp, plan) -> None:
     """The domains `--samples` would tune, per arm where they differ."""
     from orchestrator.domains import describe
@@ -64,10 +79,9 @@ def run(args: argparse.Namespace) -> int:
               "(--samples N > 1 tunes each arm first)")
     else:
         print(f"protocol:   {describe_protocol(protocol)}")
-        per_arm = protocol.samples * plan.max_t
-        print(f"budget:     per arm at most {per_arm} trial-epochs tuning ({protocol.samples} x "
-              f"{plan.max_t}; {plan.scheduler} spends less), then {len(protocol.seeds)} x "
-              f"{plan.max_t} replicating; {len(protocol.arms)} arms, {plan.n_trials} trials")
+        print(f"budget:     per arm {_tuning_budget(exp, plan)}, then "
+              f"{len(protocol.seeds)} x {plan.max_t} replicating; {len(protocol.arms)} arms, "
+              f"{plan.n_trials} trials")
     _print_tuned(exp, plan)
     if plan.data_missing:
         print(f"data:       not on this machine, `run` needs it: {plan.data_missing}")
