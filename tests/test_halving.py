@@ -1,0 +1,214 @@
+"""Synchronous successive halving per arm, driven the way Tune drives a scheduler.
+
+A small event loop stands in for Tune: a few slots, ``choose_trial_to_run`` fills them, a
+running trial reports its next epoch, and PAUSE / STOP / CONTINUE are carried out.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import TrialScheduler
+
+from orchestrator.halving import PerArmHalving, halving_budget, halving_rungs
+from orchestrator.schedulers import build_scheduler
+
+
+class FakeTune:
+    """Just enough of TuneController: trials, stop_trial, and the scheduler callbacks."""
+
+    def __init__(self, scheduler, slots: int = 2) -> None:
+        self.scheduler, self.slots, self.trials = scheduler, slots, []
+        self.epochs: dict[str, int] = {}
+
+    def add(self, trial_id, arm, curve, *, stage="tune", draw=0, diverge_at=None):
+        trial = SimpleNamespace(trial_id=trial_id, status=Trial.PENDING, curve=curve,
+                                diverge_at=diverge_at,
+                                config={"stage": stage, "draw": draw, "seed": 0,
+                                        "model": {"attention": arm}})
+        self.trials.append(trial)
+        self.epochs[trial_id] = 0
+        self.scheduler.on_trial_add(self, trial)
+        return trial
+
+    def get_trials(self):
+        return self.trials
+
+    def stop_trial(self, trial):
+        if trial.status in (Trial.PAUSED, Trial.PENDING):
+            self.scheduler.on_trial_remove(self, trial)
+        trial.status = Trial.TERMINATED
+
+    def run(self, max_t: int, stop_after_steps: int | None = None) -> None:
+        steps = 0
+        while True:
+            while sum(t.status == Trial.RUNNING for t in self.trials) < self.slots:
+                chosen = self.scheduler.choose_trial_to_run(self)
+                if chosen is None:
+                    break
+                chosen.status = Trial.RUNNING
+            running = [t for t in self.trials if t.status == Trial.RUNNING]
+            if not running:
+                return
+            for trial in running:
+                steps += 1
+                if stop_after_steps is not None and steps > stop_after_steps:
+                    return
+                self._step(trial, max_t)
+
+    def _step(self, trial, max_t: int) -> None:
+        epoch = self.epochs[trial.trial_id] = self.epochs[trial.trial_id] + 1
+        if trial.diverge_at == epoch:
+            result = {"epoch": epoch, "val_acc": float("nan"), "status": "diverged"}
+        else:
+            final = epoch == max_t
+            result = {"epoch": epoch, "val_acc": trial.curve(epoch),
+                      "status": "ok" if final else "running"}
+        decision = self.scheduler.on_trial_result(self, trial, result)
+        if result["status"] != "running" or decision == TrialScheduler.STOP:
+            trial.status = Trial.TERMINATED
+            self.scheduler.on_trial_complete(self, trial, result)
+        elif decision == TrialScheduler.PAUSE:
+            trial.status = Trial.PAUSED
+
+
+def _scheduler(candidates=9, max_t=10, max_running=None) -> PerArmHalving:
+    scheduler = build_scheduler("halving-per-variant", variant_keys=("model.attention",),
+                                max_t=max_t, grace_period=1, reduction_factor=3,
+                                candidates=candidates, max_running=max_running)
+    scheduler.set_search_properties("val_acc", "max")
+    return scheduler
+
+
+def _flat(level):
+    return lambda epoch: level
+
+
+def test_rungs_and_budget():
+    assert halving_rungs(10, 1, 3) == (1, 3, 9)
+    assert halving_rungs(2, 1, 3) == (1,)
+    assert halving_budget(9, (1, 3, 9), 10, 3) == 9 + 3 * 2 + 1 * 6 + 1
+    assert halving_budget(3, (1,), 2, 3) == 4
+
+
+def test_every_arm_spends_the_same_budget_and_keeps_its_best():
+    tune = FakeTune(_scheduler())
+    # "weak" is far below "strong" everywhere, and its best draw comes last.
+    for draw in range(9):
+        tune.add(f"strong{draw}", "strong", _flat(0.90 - 0.01 * draw), draw=draw)
+        tune.add(f"weak{draw}", "weak", _flat(0.10 + 0.01 * draw), draw=draw)
+    tune.run(max_t=10)
+    spent = {arm: sum(e for t, e in tune.epochs.items() if t.startswith(arm))
+             for arm in ("strong", "weak")}
+    assert spent == {"strong": 22, "weak": 22}
+    full = {t for t, e in tune.epochs.items() if e == 10}
+    assert full == {"strong0", "weak8"}
+    # Losers waiting at a rung are stopped, not left paused for ever.
+    assert {t.status for t in tune.trials} == {Trial.TERMINATED}
+
+
+def test_a_rung_waits_for_candidates_not_yet_proposed():
+    tune = FakeTune(_scheduler(candidates=3, max_t=4))
+    tune.add("first", "se", _flat(0.2), draw=0)
+    tune.run(max_t=4)  # alone, it reaches epoch 1 and waits for its arm
+    assert tune.epochs["first"] == 1 and tune.trials[0].status == Trial.PAUSED
+    tune.add("second", "se", _flat(0.9), draw=1)
+    tune.add("third", "se", _flat(0.5), draw=2)
+    tune.run(max_t=4)
+    assert tune.epochs == {"first": 1, "second": 4, "third": 1}
+
+
+def test_a_final_report_at_a_rung_is_never_paused():
+    scheduler = _scheduler(candidates=2, max_t=4)
+    tune = FakeTune(scheduler)
+    trial = tune.add("a", "se", _flat(0.5))
+    trial.status = Trial.RUNNING
+    decision = scheduler.on_trial_result(tune, trial, {"epoch": 1, "val_acc": 0.5,
+                                                       "status": "early_stopped"})
+    assert decision == TrialScheduler.CONTINUE
+
+
+def test_a_slow_starter_is_judged_against_its_own_arm_at_each_rung():
+    # Draw 2 starts last at epoch 1 but would win; halving keeps the top third, so it
+    # survives epoch 1 (3rd of 9) and then overtakes by epoch 3.
+    tune = FakeTune(_scheduler())
+    curves = [_flat(0.5), _flat(0.4), lambda e: 0.45 + 0.1 * e] + [_flat(0.1)] * 6
+    for draw, curve in enumerate(curves):
+        tune.add(f"c{draw}", "se", curve, draw=draw)
+    tune.run(max_t=10)
+    assert tune.epochs["c2"] == 10 and tune.epochs["c0"] == 3 and tune.epochs["c3"] == 1
+
+
+def test_a_diverged_candidate_leaves_the_race_without_blocking_it():
+    tune = FakeTune(_scheduler(candidates=3, max_t=4))
+    tune.add("a", "se", _flat(0.9), draw=0)
+    tune.add("b", "se", _flat(0.8), draw=1, diverge_at=1)
+    tune.add("c", "se", _flat(0.7), draw=2)
+    tune.run(max_t=4)
+    assert tune.epochs == {"a": 4, "b": 1, "c": 1}
+
+
+def test_replicates_are_never_paused_or_stopped():
+    tune = FakeTune(_scheduler(candidates=3, max_t=4))
+    for draw in range(3):
+        tune.add(f"t{draw}", "se", _flat(0.5 + 0.1 * draw), draw=draw)
+    tune.add("rep", "se", _flat(0.01), stage="replicate")
+    tune.add("single", "none", _flat(0.01), stage="single")
+    tune.run(max_t=4)
+    assert tune.epochs["rep"] == 4 and tune.epochs["single"] == 4 and tune.epochs["t2"] == 4
+
+
+def test_max_running_is_respected_while_candidates_wait():
+    tune = FakeTune(_scheduler(candidates=4, max_t=4, max_running=1), slots=4)
+    peak = 0
+    original = tune.scheduler.on_trial_result
+
+    def watch(controller, trial, result):
+        nonlocal peak
+        peak = max(peak, sum(t.status == Trial.RUNNING for t in tune.trials))
+        return original(controller, trial, result)
+
+    tune.scheduler.on_trial_result = watch
+    for draw in range(4):
+        tune.add(f"t{draw}", "se", _flat(0.5 + 0.1 * draw), draw=draw)
+    tune.run(max_t=4)
+    assert peak == 1 and tune.epochs["t3"] == 4
+
+
+def test_decisions_survive_a_snapshot_and_restore():
+    def build():
+        tune = FakeTune(_scheduler())
+        for draw in range(9):
+            tune.add(f"c{draw}", "se", _flat(0.1 * draw), draw=draw)
+        return tune
+
+    reference = build()
+    reference.run(max_t=10)
+
+    interrupted = build()
+    interrupted.run(max_t=10, stop_after_steps=14)  # mid rung 3
+    state = interrupted.scheduler.memory.get_state()
+    # A new scheduler (as Tuner.restore builds), its memory restored, trials re-added with
+    # the statuses Tune gives them: unfinished ones PENDING, resumed from their checkpoint.
+    resumed = FakeTune(_scheduler())
+    resumed.scheduler.memory.set_state(state)
+    for old in interrupted.trials:
+        trial = resumed.add(old.trial_id, "se", old.curve, draw=old.config["draw"])
+        resumed.epochs[old.trial_id] = interrupted.epochs[old.trial_id]
+        if old.status == Trial.TERMINATED:
+            trial.status = Trial.TERMINATED
+    resumed.run(max_t=10)
+    final = {t: e for t, e in resumed.epochs.items() if e == 10}
+    assert final == {t: e for t, e in reference.epochs.items() if e == 10} == {"c8": 10}
+    # A candidate resumed while waiting at an undecided rung may train one epoch more than
+    # it would have, never fewer, and the choice is the same.
+    for trial_id, epochs in reference.epochs.items():
+        assert resumed.epochs[trial_id] in (epochs, epochs + 1)
+
+
+@pytest.mark.parametrize("scheduler", ["asha", "asha-per-variant", "fifo"])
+def test_other_schedulers_still_build(scheduler):
+    assert build_scheduler(scheduler, variant_keys=(), max_t=5, grace_period=1,
+                           reduction_factor=3) is not None
