@@ -183,13 +183,31 @@ class PerArmHalving(FIFOScheduler):
                 trial = self._trials.get(m)
                 if m in keep:
                     self._release.add(m)
-                elif trial is not None and trial.status == Trial.PAUSED:
-                    tune_controller.stop_trial(trial)
+                elif trial is not None and trial.status in (Trial.PAUSED, Trial.PENDING):
+                    tune_controller.stop_trial(trial)  # PENDING: waiting since a --resume
             alive = [m for m in alive if m in keep]
 
     def _draw(self, trial_id: str) -> int:
         trial = self._trials.get(trial_id)
         return int(trial.config.get("draw", 0)) if trial is not None else 0
+
+    def _waiting(self, trial) -> bool:
+        """Recorded at a rung that is undecided (or decided against it): not to be run.
+
+        After ``--resume`` Tune makes every paused candidate PENDING again; running one that
+        waits at a rung would train it an epoch the uninterrupted run never trained."""
+        if not self._tuned(trial):
+            return False
+        bucket = self._bucket(trial)
+        scores = self._state["scores"].get(bucket, {})
+        for rung in range(len(self.rungs)):
+            if trial.trial_id not in scores.get(str(rung), {}):
+                return False
+            if rung not in self._state["decided"].get(bucket, []):
+                return True
+            if trial.trial_id not in self._state["promoted"][bucket][str(rung)]:
+                return True
+        return False
 
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
         """Promoted candidates first (they bring their arm's next rung closer), then new
@@ -203,7 +221,13 @@ class PerArmHalving(FIFOScheduler):
                                                   or not self._tuned(trial)):
                 return trial
         for trial in trials:
-            if trial.status == Trial.PENDING:
+            if trial.status != Trial.PENDING:
+                continue
+            if not self._waiting(trial):
+                return trial
+            # Restored while waiting: its arm's rung may be complete already.
+            self._decide_ready(tune_controller, self._bucket(trial), current=None)
+            if trial.status == Trial.PENDING and not self._waiting(trial):
                 return trial
         return None
 
