@@ -202,6 +202,7 @@ def test_decisions_survive_a_snapshot_and_restore():
     resumed.run(max_t=10)
     # Candidates that were waiting at a rung wait again; nobody trains an extra epoch.
     assert resumed.epochs == reference.epochs
+    assert {t.status for t in resumed.trials} == {Trial.TERMINATED}  # no loser left pending
     assert {t: e for t, e in resumed.epochs.items() if e == 10} == {"c8": 10}
 
 
