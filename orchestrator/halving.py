@@ -65,11 +65,8 @@ class PerArmHalving(FIFOScheduler):
     def __init__(self, bucket_of: Callable[[Mapping[str, Any]], str], *, candidates: int,
                  max_t: int, grace_period: int, reduction_factor: float,
                  metric: str | None = None, mode: str | None = None,
-                 time_attr: str = "epoch", max_running: int | None = None) -> None:
+                 time_attr: str = "epoch") -> None:
         super().__init__()
-        # Tune's own concurrency limit counts paused trials as live, so candidates waiting
-        # at a rung would block the ones they wait for: this scheduler limits running ones.
-        self._max_running = max_running
         self._bucket_of = bucket_of
         self._candidates = candidates
         self._rf = reduction_factor
@@ -106,6 +103,20 @@ class PerArmHalving(FIFOScheduler):
         members = self._state["members"].setdefault(self._bucket(trial), [])
         if trial.trial_id not in members:
             members.append(trial.trial_id)
+        elif trial.status == Trial.PENDING:
+            self._on_restore(trial)
+
+    def _on_restore(self, trial) -> None:
+        """``--resume`` hands back every unfinished trial as PENDING, and Tune starts every
+        PENDING trial. A candidate waiting at an undecided rung goes back to PAUSED (it is
+        released with its arm's decision); one the rung went against stays stopped (Ray
+        does not snapshot a paused trial it stops as TERMINATED). Tune files the trial by
+        the status it has once this callback returns."""
+        state = self._rung_state(trial)
+        if state == "waiting":
+            trial.set_status(Trial.PAUSED)
+        elif state == "stopped":
+            trial.set_status(Trial.TERMINATED)
 
     def _drop(self, tune_controller, trial) -> None:
         """The trial left the race (finished, diverged, failed, or was stopped)."""
@@ -183,51 +194,45 @@ class PerArmHalving(FIFOScheduler):
                 trial = self._trials.get(m)
                 if m in keep:
                     self._release.add(m)
-                elif trial is not None and trial.status in (Trial.PAUSED, Trial.PENDING):
-                    tune_controller.stop_trial(trial)  # PENDING: waiting since a --resume
+                elif trial is not None and trial.status == Trial.PAUSED:
+                    tune_controller.stop_trial(trial)
             alive = [m for m in alive if m in keep]
 
     def _draw(self, trial_id: str) -> int:
         trial = self._trials.get(trial_id)
         return int(trial.config.get("draw", 0)) if trial is not None else 0
 
-    def _waiting(self, trial) -> bool:
-        """Recorded at a rung that is undecided (or decided against it): not to be run.
-
-        After ``--resume`` Tune makes every paused candidate PENDING again; running one that
-        waits at a rung would train it an epoch the uninterrupted run never trained."""
+    def _rung_state(self, trial) -> str:
+        """"waiting" at an undecided rung, "stopped" by a decided one, else "free"."""
         if not self._tuned(trial):
-            return False
+            return "free"
         bucket = self._bucket(trial)
         scores = self._state["scores"].get(bucket, {})
         for rung in range(len(self.rungs)):
             if trial.trial_id not in scores.get(str(rung), {}):
-                return False
+                return "free"
             if rung not in self._state["decided"].get(bucket, []):
-                return True
+                return "waiting"
             if trial.trial_id not in self._state["promoted"][bucket][str(rung)]:
-                return True
-        return False
+                return "stopped"
+        return "free"
+
+    def is_waiting(self, trial_id: str) -> bool:
+        """Paused at an undecided rung: the searcher does not count it as running."""
+        trial = self._trials.get(trial_id)
+        return trial is not None and self._rung_state(trial) == "waiting"
 
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
         """Promoted candidates first (they bring their arm's next rung closer), then new
-        trials; never a candidate still waiting at an undecided rung."""
+        trials; never a candidate still waiting at an undecided rung. (Tune starts every
+        PENDING trial anyway; the order is what this decides.)"""
         trials = tune_controller.get_trials()
-        if self._max_running is not None and sum(
-                t.status == Trial.RUNNING for t in trials) >= self._max_running:
-            return None
         for trial in trials:
             if trial.status == Trial.PAUSED and (trial.trial_id in self._release
                                                   or not self._tuned(trial)):
                 return trial
         for trial in trials:
-            if trial.status != Trial.PENDING:
-                continue
-            if not self._waiting(trial):
-                return trial
-            # Restored while waiting: its arm's rung may be complete already.
-            self._decide_ready(tune_controller, self._bucket(trial), current=None)
-            if trial.status == Trial.PENDING and not self._waiting(trial):
+            if trial.status == Trial.PENDING:
                 return trial
         return None
 

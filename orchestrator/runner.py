@@ -114,17 +114,16 @@ def build_tuner(plan: Plan, target: RunTarget, verbosity: int):
     scheduler = build_scheduler(
         plan.scheduler, variant_keys=plan.variant_keys, max_t=plan.max_t,
         grace_period=exp.grace_period, reduction_factor=exp.reduction_factor,
-        candidates=plan.protocol.samples if plan.protocol else 1,
-        max_running=plan.max_concurrent if halving and plan.protocol else None)
+        candidates=plan.protocol.samples if plan.protocol else 1)
     search, param_space, max_concurrent = None, plan.space, plan.max_concurrent
     callbacks: list[Any] = []
     if plan.protocol is not None:
         # The searcher proposes complete configs and limits concurrency itself: Tune's own
         # ConcurrencyLimiter does not save which trials it saw, so after --resume it would
-        # swallow their completions and the protocol would wait for them forever. Under
-        # halving, candidates paused at a rung are still live: the scheduler limits instead.
+        # swallow their completions and the protocol would wait for them forever.
         search = AblationSearcher(plan.protocol, verbosity=verbosity,
-                                  max_concurrent=None if halving else plan.max_concurrent)
+                                  max_concurrent=plan.max_concurrent,
+                                  waiting=scheduler.is_waiting if halving else None)
         param_space, max_concurrent = {}, None
     if halving:
         callbacks.append(scheduler.memory)  # its rung decisions ride in Tune's snapshots

@@ -92,8 +92,8 @@ class PerVariantASHA(FIFOScheduler):
 
 
 def build_scheduler(name: str, *, variant_keys: tuple[str, ...], max_t: int,
-                    grace_period: int, reduction_factor: float, candidates: int = 1,
-                    max_running: int | None = None) -> TrialScheduler:
+                    grace_period: int, reduction_factor: float,
+                    candidates: int = 1) -> TrialScheduler:
     """``halving-per-variant``: synchronous successive halving within each arm (equal budgets);
     ``asha-per-variant`` buckets asynchronous ASHA by arm; ``asha`` is one bucket for every
     tuning draw; ``fifo`` stops nothing."""
@@ -102,7 +102,7 @@ def build_scheduler(name: str, *, variant_keys: tuple[str, ...], max_t: int,
 
         return PerArmHalving(VariantLabeler(variant_keys), candidates=candidates, max_t=max_t,
                              grace_period=min(grace_period, max_t),
-                             reduction_factor=reduction_factor, max_running=max_running)
+                             reduction_factor=reduction_factor)
     args = dict(time_attr="epoch", max_t=max_t, grace_period=min(grace_period, max_t),
                 reduction_factor=reduction_factor)
     if name == "asha-per-variant":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import pickle
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ray.tune.search import Searcher
@@ -32,10 +33,14 @@ class AblationSearcher(Searcher):
     """Tune each arm on its candidates, pick its best on validation, replicate it."""
 
     def __init__(self, protocol: TuningProtocol, *, max_concurrent: int | None = None,
-                 optuna_in_flight: int = 2, verbosity: int = 1) -> None:
+                 optuna_in_flight: int = 2, verbosity: int = 1,
+                 waiting: Callable[[str], bool] | None = None) -> None:
         super().__init__(metric=protocol.metric, mode=protocol.mode)
         self.protocol = protocol
         self.max_concurrent = max_concurrent
+        # Candidates paused at an undecided rung (halving) hold no resources and wait for
+        # the very candidates not yet proposed: they do not count against max_concurrent.
+        self.waiting = waiting
         self.optuna_in_flight = optuna_in_flight
         self.verbosity = verbosity
         self._queue: list[tuple[int, str, int, dict[str, Any]]] = []  # arm, stage, draw, values
@@ -83,7 +88,8 @@ class AblationSearcher(Searcher):
         return self.protocol.arms[arm].with_values(values, seed=seed, stage=stage, draw=draw)
 
     def _in_flight(self) -> int:
-        return sum(1 for t in self._trials.values() if not t["done"])
+        return sum(1 for trial_id, t in self._trials.items()
+                   if not t["done"] and not (self.waiting and self.waiting(trial_id)))
 
     def _next_optuna_arm(self) -> int | None:
         eligible = [arm for arm in range(len(self.protocol.arms))
@@ -205,8 +211,10 @@ class AblationSearcher(Searcher):
             print(text, file=sys.stdout, flush=True)
 
     def save(self, checkpoint_path: str) -> None:
+        # Not `waiting`: it is the live scheduler's method, restored with the Tuner itself.
+        state = {k: v for k, v in self.__dict__.items() if k != "waiting"}
         with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
+            pickle.dump(state, f)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:

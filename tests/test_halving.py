@@ -23,11 +23,13 @@ class FakeTune:
         self.scheduler, self.slots, self.trials = scheduler, slots, []
         self.epochs: dict[str, int] = {}
 
-    def add(self, trial_id, arm, curve, *, stage="tune", draw=0, diverge_at=None):
-        trial = SimpleNamespace(trial_id=trial_id, status=Trial.PENDING, curve=curve,
+    def add(self, trial_id, arm, curve, *, stage="tune", draw=0, diverge_at=None,
+            status=Trial.PENDING):
+        trial = SimpleNamespace(trial_id=trial_id, status=status, curve=curve,
                                 diverge_at=diverge_at,
                                 config={"stage": stage, "draw": draw, "seed": 0,
                                         "model": {"attention": arm}})
+        trial.set_status = lambda new, t=trial: setattr(t, "status", new)
         self.trials.append(trial)
         self.epochs[trial_id] = 0
         self.scheduler.on_trial_add(self, trial)
@@ -41,14 +43,21 @@ class FakeTune:
             self.scheduler.on_trial_remove(self, trial)
         trial.status = Trial.TERMINATED
 
+    def _free(self) -> bool:
+        return sum(t.status == Trial.RUNNING for t in self.trials) < self.slots
+
     def run(self, max_t: int, stop_after_steps: int | None = None) -> None:
+        """As Tune: start the scheduler's choice, then any PENDING trial, while slots last."""
         steps = 0
         while True:
-            while sum(t.status == Trial.RUNNING for t in self.trials) < self.slots:
+            while self._free():
                 chosen = self.scheduler.choose_trial_to_run(self)
                 if chosen is None:
                     break
                 chosen.status = Trial.RUNNING
+            for trial in self.trials:
+                if trial.status == Trial.PENDING and self._free():
+                    trial.status = Trial.RUNNING
             running = [t for t in self.trials if t.status == Trial.RUNNING]
             if not running:
                 return
@@ -74,10 +83,10 @@ class FakeTune:
             trial.status = Trial.PAUSED
 
 
-def _scheduler(candidates=9, max_t=10, max_running=None) -> PerArmHalving:
+def _scheduler(candidates=9, max_t=10) -> PerArmHalving:
     scheduler = build_scheduler("halving-per-variant", variant_keys=("model.attention",),
                                 max_t=max_t, grace_period=1, reduction_factor=3,
-                                candidates=candidates, max_running=max_running)
+                                candidates=candidates)
     scheduler.set_search_properties("val_acc", "max")
     return scheduler
 
@@ -160,21 +169,15 @@ def test_replicates_are_never_paused_or_stopped():
     assert tune.epochs["rep"] == 4 and tune.epochs["single"] == 4 and tune.epochs["t2"] == 4
 
 
-def test_max_running_is_respected_while_candidates_wait():
-    tune = FakeTune(_scheduler(candidates=4, max_t=4, max_running=1), slots=4)
-    peak = 0
-    original = tune.scheduler.on_trial_result
-
-    def watch(controller, trial, result):
-        nonlocal peak
-        peak = max(peak, sum(t.status == Trial.RUNNING for t in tune.trials))
-        return original(controller, trial, result)
-
-    tune.scheduler.on_trial_result = watch
-    for draw in range(4):
-        tune.add(f"t{draw}", "se", _flat(0.5 + 0.1 * draw), draw=draw)
+def test_candidates_waiting_at_a_rung_are_reported_as_waiting():
+    tune = FakeTune(_scheduler(candidates=3, max_t=4))
+    first = tune.add("first", "se", _flat(0.2), draw=0)
     tune.run(max_t=4)
-    assert peak == 1 and tune.epochs["t3"] == 4
+    assert tune.scheduler.is_waiting("first") and first.status == Trial.PAUSED
+    tune.add("second", "se", _flat(0.9), draw=1)
+    tune.add("third", "se", _flat(0.5), draw=2)
+    tune.run(max_t=4)
+    assert not any(tune.scheduler.is_waiting(t) for t in ("first", "second", "third"))
 
 
 def test_decisions_survive_a_snapshot_and_restore():
@@ -188,17 +191,22 @@ def test_decisions_survive_a_snapshot_and_restore():
     reference.run(max_t=10)
 
     interrupted = build()
+    stopped_paused = set()
+    real_stop = interrupted.stop_trial
+    interrupted.stop_trial = lambda t: (stopped_paused.add(t.trial_id), real_stop(t))
     interrupted.run(max_t=10, stop_after_steps=14)  # mid rung 3
     state = interrupted.scheduler.memory.get_state()
     # A new scheduler (as Tuner.restore builds), its memory restored, trials re-added with
     # the statuses Tune gives them: unfinished ones PENDING, resumed from their checkpoint.
+    # Tune hands unfinished trials back PENDING, and (a Ray quirk) a paused trial that was
+    # stopped comes back PENDING too: only trials that ended running stay TERMINATED.
     resumed = FakeTune(_scheduler())
     resumed.scheduler.memory.set_state(state)
     for old in interrupted.trials:
-        trial = resumed.add(old.trial_id, "se", old.curve, draw=old.config["draw"])
+        ended_running = old.status == Trial.TERMINATED and old.trial_id not in stopped_paused
+        resumed.add(old.trial_id, "se", old.curve, draw=old.config["draw"],
+                    status=Trial.TERMINATED if ended_running else Trial.PENDING)
         resumed.epochs[old.trial_id] = interrupted.epochs[old.trial_id]
-        if old.status == Trial.TERMINATED:
-            trial.status = Trial.TERMINATED
     resumed.run(max_t=10)
     # Candidates that were waiting at a rung wait again; nobody trains an extra epoch.
     assert resumed.epochs == reference.epochs

@@ -221,3 +221,16 @@ def test_optuna_state_survives_save_and_restore(tmp_path):
     assert lrs[0] == lrs[1] and len(lrs[0]) == 5
     assert restored.selections() == reference.selections() != {}
     assert restored.suggest("end") == Searcher.FINISHED
+
+
+def test_candidates_waiting_at_a_rung_do_not_hold_concurrency_slots():
+    plan = make_plan(MNIST, SweepOptions(samples=3, seeds=1, max_concurrent=2,
+                                         overrides=("model.attention=[none]",)),
+                     check_files=False)
+    waiting: set[str] = set()
+    searcher = AblationSearcher(plan.protocol, max_concurrent=2, verbosity=0,
+                                waiting=waiting.__contains__)
+    first = _drain(searcher)
+    assert len(first) == 2
+    waiting.update(trial_id for trial_id, _ in first)  # both paused at rung 1
+    assert len(_drain(searcher)) == 1  # the third candidate they wait for
