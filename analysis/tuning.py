@@ -1,4 +1,4 @@
-"""How each arm was tuned: its candidates, what ASHA did with them, and what was chosen.
+"""How each arm was tuned: its candidates, what the scheduler did with them, and what was chosen.
 
 A reader of an ablation must be able to see that the arms were tuned alike: the same number
 of candidates, a comparable budget spent on each, the chosen config, and that the compared
@@ -49,7 +49,7 @@ def selected_configs(trials: pl.DataFrame,
 
 def budget_table(tuning: pl.DataFrame, compared: pl.DataFrame,
                  protocol: Mapping[str, Any]) -> pl.DataFrame:
-    """One row per arm: candidates, trial-epochs spent tuning, what ASHA did, the choice."""
+    """One row per arm: candidates, trial-epochs spent tuning, what the scheduler did, the choice."""
     if tuning.is_empty():
         return pl.DataFrame()
     max_t = protocol.get("max_epochs")
@@ -91,7 +91,8 @@ def candidates_table(tuning: pl.DataFrame, compared: pl.DataFrame,
             "arm": arm, "draw": row["draw"],
             "config": ", ".join(f"{k}={_short(v)}" for k, v in values.items()),
             "epochs": row["epochs_run"], column: row.get(column),
-            "status": row["status"] + (" (ASHA)" if row["stopped_by"] == "scheduler" else ""),
+            "status": row["status"] + (" (scheduler)" if row["stopped_by"] == "scheduler"
+                                       else ""),
             "chosen": "yes" if chosen.get(arm, {}).get("draw") == row["draw"] else "",
         })
     return pl.DataFrame(rows)

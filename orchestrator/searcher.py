@@ -150,9 +150,9 @@ class AblationSearcher(Searcher):
     def _select(self, arm: int, tuned: list[dict[str, Any]]) -> None:
         """The arm's candidate with the best validation metric among those that got furthest.
 
-        Diverged and errored candidates cannot be chosen. ASHA lets only some candidates
-        reach the full budget; comparing a candidate stopped at epoch 1 with one trained for
-        ten would favour whichever curve starts fast, so the furthest-trained compete.
+        Diverged and errored candidates cannot be chosen. Halving and ASHA let only some
+        candidates reach the full budget; comparing a candidate stopped at epoch 1 with one
+        trained for ten would favour whichever curve starts fast, so the furthest compete.
         """
         label = self.protocol.arms[arm].label
         usable = [t for t in tuned if not t["error"] and t["status"] != "diverged"

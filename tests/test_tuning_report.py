@@ -85,7 +85,7 @@ def test_selected_budget_and_candidates_tables(tmp_path):
     assert candidates.height == 6
     assert candidates.filter(pl.col("chosen") == "yes")[["arm", "draw"]].rows() == [
         ("plain", 1), ("se", 2)]
-    assert "ok (ASHA)" in candidates["status"].to_list()
+    assert "ok (scheduler)" in candidates["status"].to_list()
 
 
 def test_report_has_a_tuning_section(tmp_path):
