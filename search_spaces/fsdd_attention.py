@@ -26,8 +26,9 @@ Choices where the source is vague or cannot be matched, and why:
   noise-for-all` adds it to every variant, which separates the noise from the attention.
 - Adam 1e-4, clipnorm 1.0, batch 16, 15 epochs, early stopping on val loss with patience
   3 and the best weights restored, as in the source. L2 is a loss term (Keras semantics).
-- FIFO scheduling: every trial trains to its own early stop; an ASHA cut would leave some
-  seeds of a (variant, precision) cell shorter than others.
+- Every seed trains to its own early stop: no scheduler ever cuts a seed (that would leave
+  some seeds of a (variant, precision) cell shorter than others). With `--samples N` the
+  tuning candidates of each cell are halved (halving-per-variant); the replicates are not.
 - Parameters: baseline 1,628,726, CBAM 1,629,069, hybrid 1,628,915 (the source: ~1.62M,
   ~1.63M, 1,629,144; Keras also counts BatchNorm's moving statistics).
 - fp16_pure keeps weights, gradients and Adam's moments in float16. Measured on the bundled
@@ -128,7 +129,7 @@ EXPERIMENT = Experiment(
     reported_note="one Keras run each on FSDD (80/10/10 split) on a Kaggle T4 GPU, float32 "
                   "(its float16 runs gave inf losses)",
     seeds=3,
-    scheduler="fifo",
+    scheduler="halving-per-variant",
     search="random",
     resources=Resources(cpu=1, gpu=0.125),
     smoke={"train.epochs": 2, "train.max_batches": 4},

@@ -74,7 +74,7 @@ EXPERIMENT = Experiment(
     reported={"tcn": {"val_acc": 0.30}},
     reported_note="about 0.30 val acc at best (TCN), one run, a very small validation set",
     seeds=3,
-    scheduler="fifo",
+    scheduler="halving-per-variant",
     search="random",
     resources=Resources(cpu=2, gpu=0.25),
     smoke={"train.epochs": 2, "train.max_batches": 4, "data.height": 64, "data.width": 64,
