@@ -26,7 +26,7 @@ def test_parse_value(text, value):
 
 def test_default_plan_counts_variants_times_seeds(mnist):
     plan = make_plan(mnist, SweepOptions())
-    assert plan.n_trials == 15 and plan.scheduler == "asha-per-variant" and plan.max_t == 10
+    assert plan.n_trials == 15 and plan.scheduler == "halving-per-variant" and plan.max_t == 10
     smoke = make_plan(mnist, SweepOptions(smoke=True, seeds=2))
     assert smoke.n_trials == 10 and smoke.max_t == 2
     assert smoke.space["train"]["max_batches"] == 4
