@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,7 @@ class Plan:
     gpus: float
     max_concurrent: int | None
     max_t: int
+    grace_period: int = 1     # epochs before a tuning candidate may be stopped
     notes: tuple[str, ...] = field(default_factory=tuple)
     reported: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     reported_note: str = ""
@@ -163,7 +165,9 @@ def make_plan(experiment: Experiment, options: SweepOptions, *, check_files: boo
         n_trials=n_trials, scheduler=scheduler, search=search,
         cpus=options.cpus_per_trial if options.cpus_per_trial is not None else resources.cpu,
         gpus=options.gpus_per_trial if options.gpus_per_trial is not None else resources.gpu,
-        max_concurrent=options.max_concurrent, max_t=epochs, notes=tuple(notes),
+        max_concurrent=options.max_concurrent, max_t=epochs,
+        grace_period=experiment.grace_period or max(1, math.ceil(epochs / 5)),
+        notes=tuple(notes),
         reported=reported, reported_note=reported_note, tuned=tuned, protocol=protocol,
         data_missing=data_missing,
     )

@@ -113,7 +113,7 @@ def build_tuner(plan: Plan, target: RunTarget, verbosity: int):
     halving = plan.scheduler == "halving-per-variant"
     scheduler = build_scheduler(
         plan.scheduler, variant_keys=plan.variant_keys, max_t=plan.max_t,
-        grace_period=exp.grace_period, reduction_factor=exp.reduction_factor,
+        grace_period=plan.grace_period, reduction_factor=exp.reduction_factor,
         candidates=plan.protocol.samples if plan.protocol else 1)
     search, param_space, max_concurrent = None, plan.space, plan.max_concurrent
     callbacks: list[Any] = []
@@ -159,7 +159,8 @@ def write_meta(target: RunTarget, plan: Plan, argv: list[str], options: Any, **e
         "reported": {k: dict(v) for k, v in plan.reported.items()},
         "reported_note": plan.reported_note,
         "variant_keys": list(plan.variant_keys), "n_trials": plan.n_trials,
-        "scheduler": plan.scheduler, "search": plan.search,
+        "scheduler": plan.scheduler, "search": plan.search, "grace_period": plan.grace_period,
+        "reduction_factor": plan.experiment.reduction_factor,
         "protocol": (plan.protocol.record() if plan.protocol is not None
                      else {"stages": ["single"], "seeds": _seeds(plan)}),
         "resources": {"cpu": plan.cpus, "gpu": plan.gpus},

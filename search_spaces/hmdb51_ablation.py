@@ -35,8 +35,8 @@ Choices where the source is vague or cannot be matched, and why:
   the torch hub cache; a missing file stops the run before it starts, naming the path.
   `--set model.pretrained=false` trains from scratch (much worse on 3570 videos).
 - Every seed of every row trains to its own end: no scheduler ever cuts a seed. With
-  `--samples N` the tuning candidates of each row are halved at epochs 1, 3, 9, 27 and 81
-  (about 112 trial-epochs per row for 9 candidates instead of 900); replicates run in full.
+  `--samples N` the tuning candidates of each row are halved at epochs 20 and 60 (340
+  trial-epochs per row for 9 candidates instead of 900); replicates run in full.
 - Parameters (ours, 51 classes): CNN 31.3M / 17.1M / 7.8M / 1.9M for 8 / 7 / 6 / 4 blocks;
   a cross block 3.4M, a self block 4.2M, as the source's table.
 """

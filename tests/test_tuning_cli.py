@@ -134,7 +134,7 @@ class TestTunedRun:
         out = cli("show", "mnist_attention", "--samples", "8", "--seeds", "5")
         assert out.returncode == 0, out.stderr
         assert "tune each of 5 arm(s) with 8 candidates" in out.stdout
-        assert "per arm 19 trial-epochs tuning (halving at epochs 1, 3, 9" in out.stdout
+        assert "per arm 28 trial-epochs tuning (halving at epochs 2, 6" in out.stdout
         assert "train.lr loguniform(0.0001, 0.001)" in out.stdout
         assert "model.heads by model.attention {self: choice([2, 4, 8])}" in out.stdout
         for preset in ("cifar10_cnntention", "hmdb51_ablation"):

@@ -37,7 +37,7 @@ def _tuning_budget(exp, plan) -> str:
 
     full = plan.protocol.samples * plan.max_t
     if plan.scheduler == "halving-per-variant":
-        rungs = halving_rungs(plan.max_t, exp.grace_period, exp.reduction_factor)
+        rungs = halving_rungs(plan.max_t, plan.grace_period, exp.reduction_factor)
         spent = halving_budget(plan.protocol.samples, rungs, plan.max_t, exp.reduction_factor)
         return (f"{spent} trial-epochs tuning (halving at epochs {', '.join(map(str, rungs))}, "
                 f"keeping the best 1/{exp.reduction_factor:g}; every candidate to the end: "
