@@ -1,7 +1,8 @@
 """Per-arm tuned domains: a hyperparameter whose range depends on the ablation arm.
 
-Seed 004 tuned its SGD baseline and its Adam attention networks over different learning
-rate ranges, and only the SE arm of seed 001 has a reduction ratio to tune. ``PerArm``
+CNNtention (arXiv:2412.11657) tuned its SGD baseline and its Adam attention networks over
+different learning rate ranges, and only the SE arm of the Reduced-MNIST study ("Impact of
+Attention Mechanisms in Deep Learning", Part A) has a reduction ratio to tune. ``PerArm``
 says that in a preset's ``search_space``: the domain is looked up by the arm's value of
 one config key; arms it does not list keep their own (recipe) value, untuned.
 """

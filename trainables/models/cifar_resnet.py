@@ -1,6 +1,7 @@
-"""CIFAR ResNet (He et al. 2016, §4.2) with attention between stages: seed 004 ("CNNtention").
+"""CIFAR ResNet (He et al. 2016, §4.2) with attention between stages, as in "CNNtention: Can
+CNNs do better with Attention?" (arXiv:2412.11657).
 
-Backbone as akamaster's "Proper ResNet implementation for CIFAR10" that seed 004 settled on:
+Backbone as akamaster's "Proper ResNet implementation for CIFAR10" that CNNtention settled on:
 conv3x3(in_channels -> 16) + BN + ReLU; three stages of n basic blocks (16/32/64 channels,
 strides 1/2/2; block = conv3x3-BN-ReLU-conv3x3-BN, + shortcut, ReLU); option-A shortcut
 (stride-2 subsample and zero-padded channels, no parameters); global average pooling;
@@ -9,8 +10,8 @@ Conv2d and Linear weight, akamaster's `_weights_init`.
 
 Init of the attention blocks (`attention_init`): "default" (the default) leaves each block
 its own init (PyTorch's); "kaiming" re-initialises their Conv2d/Linear weights with the
-backbone's Kaiming-normal too, as seed 004's code did (its init loop runs over every module
-after the attention is built). Seed 004 trained that with Adam, which normalises the step;
+backbone's Kaiming-normal too, as CNNtention's code did (its init loop runs over every module
+after the attention is built). CNNtention trained that with Adam, which normalises the step;
 under plain SGD the unscaled SelfAtt then starts with q.k logits of std about 2 sqrt(C) per
 unit input variance (16 at C = 64, a one-hot softmax) and, on a random batch, gradient
 norms near 2e3 (stage placement) and 8e5 (block placement) against about 10 for the
@@ -21,15 +22,15 @@ Parameter counts (CIFAR-10, no attention): ResNet-20 269,722 (0.27M), ResNet-32 
 Table 6 rounds. With a
 1-channel (MNIST) input the stem loses 16 * 2 * 9 = 288 weights: ResNet-20 269,434.
 
-Attention (seed 004 §4.3, eqs. 2-3): `placement="stage"` puts one module after each stage
-(`attn1`, `attn2`, `attn3`, seed 004's figure 2); `placement="block"` one after every basic
+Attention (CNNtention §4.3, eqs. 2-3): `placement="stage"` puts one module after each stage
+(`attn1`, `attn2`, `attn3`, CNNtention's figure 2); `placement="block"` one after every basic
 block (the CBAM paper's density, kept as `layerN[i].attn`; 3n modules). Each is wrapped in
-`AttentionResidual` with `residual` = "none" (F(x): the unstable variant of seed 004's
+`AttentionResidual` with `residual` = "none" (F(x): the unstable variant of CNNtention's
 figure 5), "plain" (x + F(x)) or "weighted" (x + gamma F(x), gamma from 0: the network is
 exactly the baseline at init).
 
 Where the seed is vague, the choices made: CBAM/SE reduction r gives a hidden width of
-max(1, C // r), passed as `rd_channels` (seed 004 sweeps r in {8, 16, 32} on stages of 16,
+max(1, C // r), passed as `rd_channels` (CNNtention sweeps r in {8, 16, 32} on stages of 16,
 32 and 64 channels, so C // r reaches 0 at r=32 on the first stage; the clamp keeps one
 hidden unit there, and the module reports the width it got in `rd_channels`). No timm-style
 rounding to multiples of 8: that would make r=8, 16 and 32 the same network on every stage.
@@ -114,7 +115,7 @@ def attention_kwargs(
 
 
 class CifarResNet(nn.Module):
-    """He et al. 2016 CIFAR ResNet with seed 004's optional attention (see module docstring).
+    """He et al. 2016 CIFAR ResNet with CNNtention's optional attention (see module docstring).
 
     `cam_layer` is the module whose output Grad-CAM should read: the last stage including
     its attention (`attn3` for stage placement, else `layer3`). `attention_modules` lists
@@ -243,13 +244,13 @@ def cifar_resnet(
     scaled: bool = False,
     attention_init: str = "default",
 ) -> CifarResNet:
-    """He et al. 2016 CIFAR ResNet of any depth 6n + 2, with seed 004's attention.
+    """He et al. 2016 CIFAR ResNet of any depth 6n + 2, with CNNtention's attention.
 
     attention: any registry block ("selfatt", "mhsa", "cbam", "se", "eca", "spatial",
-    "spatial7") or "none"; placement: "stage" (seed 004) or "block"; residual: "none",
+    "spatial7") or "none"; placement: "stage" (CNNtention) or "block"; residual: "none",
     "plain" or "weighted"; reduction: se/cbam r (hidden max(1, C // r)); heads: mhsa;
-    scaled: selfatt's 1/sqrt(d) (seed 004: off); attention_init: "default" (the blocks' own)
-    or "kaiming" (seed 004's code: the backbone's Kaiming-normal on the attention too).
+    scaled: selfatt's 1/sqrt(d) (CNNtention: off); attention_init: "default" (the blocks' own)
+    or "kaiming" (CNNtention's code: the backbone's Kaiming-normal on the attention too).
     """
     return CifarResNet(
         depth=depth,
@@ -280,7 +281,7 @@ def _fixed_depth(depth: int) -> Callable[..., CifarResNet]:
         parameters=[p for name, p in full.parameters.items() if name != "depth"])
     builder.__name__ = builder.__qualname__ = f"cifar_resnet{depth}"
     builder.__doc__ = (
-        f"ResNet-{depth} for CIFAR (He et al. 2016 §4.2), seed 004's backbone; the arguments "
+        f"ResNet-{depth} for CIFAR (He et al. 2016 §4.2), CNNtention's backbone; the arguments "
         f"are `cifar_resnet`'s without depth."
     )
     return builder

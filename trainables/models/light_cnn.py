@@ -1,6 +1,7 @@
-"""Lightweight CNN with spatial attention in its conv layers: seed 000 Part I.
+"""Lightweight CNN with spatial attention in its conv layers, from "How Attention Affects CNN
+Modules During Training" (project write-up), Part I.
 
-The seed gives no layout, only "a lightweight CNN with spatial attention modules integrated
+The write-up gives no layout, only "a lightweight CNN with spatial attention modules integrated
 into CNN layers", cross-entropy, Adam/AdamW with cosine decay, 100 epochs, best val acc
 0.4895 on an unnamed dataset. Chosen here, as the smallest network that fits that text:
 per width w in `widths` (default 32, 64, 128): conv3x3 (no bias) + BN + ReLU, then the
@@ -47,7 +48,7 @@ class ConvAttnStage(nn.Module):
 
 
 class LightCNN(nn.Module):
-    """Seed 000 Part I's lightweight CNN (see module docstring).
+    """The Part I write-up's lightweight CNN (see module docstring).
 
     `stages[i].attn` is stage i's attention module (None without attention); `cam_layer` is
     the last stage, before its pool.
@@ -118,7 +119,7 @@ def light_cnn(
     residual: str = "none",
     reduction: int = 16,
 ) -> LightCNN:
-    """Seed 000 Part I: a lightweight CNN with a spatial attention gate after every conv.
+    """The Part I write-up's lightweight CNN with a spatial attention gate after every conv.
 
     attention: any registry block or "none" (default CBAM's 7x7 spatial gate); widths: one
     conv stage per entry (a list from a config is fine); residual: how the block joins the

@@ -1,4 +1,5 @@
-"""Video networks (seed 003 HMDB51, WLASL); importing this package registers them."""
+"""Video networks (R(2+1)D + Perceiver for HMDB51, from github.com/vuthanhtung2412/3DCNN-Attention-mechanism;
+frame CNN + temporal head for WLASL); importing this package registers them."""
 
 # Importing each model module runs its @register_model decorators.
 from trainables.models.video.frame_temporal import FrameTemporal
