@@ -7,6 +7,7 @@ different versions, runs that never finished an epoch) are handled in one place.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -81,7 +82,7 @@ def load_run(run_dir: Path) -> Run:
         raise FileNotFoundError(f"run dir not found: {run_dir} ({_LAYOUT})")
     trials_path = run_dir / TRIALS_FILE
     if trials_path.is_file():
-        trials = _with_contract_columns(pl.read_parquet(trials_path), TRIAL_DTYPES)
+        trials = _with_contract_columns(_read_whole(trials_path), TRIAL_DTYPES)
     elif (run_dir / META_FILE).is_file():
         # A sweep that has started but finished no trial yet (or died before its first):
         # still a run, reported as having no trials.
@@ -114,6 +115,17 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
+def _read_whole(path: Path) -> pl.DataFrame:
+    """One Parquet file from one read of its bytes.
+
+    A live sweep replaces its files by rename; a reader that opens a path twice (footer,
+    then pages, as Polars does) can get the footer of one version and the pages of the
+    next ("page header reported the wrong page size"). The bytes of one open are one
+    version.
+    """
+    return pl.read_parquet(io.BytesIO(path.read_bytes()))
+
+
 def _read_epochs(run_dir: Path) -> pl.DataFrame:
     """Concatenate epochs/*.parquet, sorted by (trial_id, epoch) for stable plots and tests."""
     epochs_dir = run_dir / EPOCHS_DIR
@@ -122,13 +134,13 @@ def _read_epochs(run_dir: Path) -> pl.DataFrame:
         if epochs_dir.is_dir()
         else []
     )
-    # Lazy scans, one plan: Polars reads the files in parallel and only once. "relaxed"
-    # unifies schemas across files (a column absent from some, an int in one and a float
-    # in another: files written by different versions, or a trial still being written).
-    scans = [pl.scan_parquet(p) for p in paths if p.stat().st_size > 0]
-    if not scans:
+    # "relaxed" unifies schemas across files (a column absent from some, an int in one and
+    # a float in another: files written by different versions, or a trial still being
+    # written).
+    frames = [_read_whole(p) for p in paths if p.stat().st_size > 0]
+    if not frames:
         return pl.DataFrame(schema=EPOCH_DTYPES)
-    epochs = pl.concat(scans, how="diagonal_relaxed").collect()
+    epochs = pl.concat(frames, how="diagonal_relaxed")
     if epochs.width == 0:
         return pl.DataFrame(schema=EPOCH_DTYPES)
     epochs = _with_contract_columns(epochs, EPOCH_DTYPES)

@@ -192,6 +192,33 @@ class TestLoadRun:
         assert epochs.height == before
         assert "ghost" not in epochs["trial_id"].to_list()
 
+    def test_reads_files_a_live_sweep_keeps_replacing(self, run_dir: Path) -> None:
+        # The sink rewrites a trial's epochs file (temp name, then rename) after every
+        # epoch; a report on a live run must read whole versions, never the footer of one
+        # and the pages of the next.
+        import threading
+
+        from orchestrator.storage import RunFiles
+
+        files, stop = RunFiles(str(run_dir)), threading.Event()
+
+        def keep_replacing() -> None:
+            epochs = 1
+            while not stop.is_set():
+                epochs = epochs % 400 + 1
+                files.write_parquet(pl.DataFrame(_epoch_rows("live", epochs, 0.5)),
+                                    EPOCHS_DIR, "live.parquet")
+
+        writer = threading.Thread(target=keep_replacing)
+        writer.start()
+        try:
+            counts = {load_run(run_dir).epochs.filter(pl.col("trial_id") == "live").height
+                      for _ in range(40)}
+        finally:
+            stop.set()
+            writer.join()
+        assert len(counts) > 1 and all(1 <= n <= 400 for n in counts)
+
     def test_no_epochs_gives_empty_typed_frame(self, tmp_path: Path) -> None:
         run = load_run(make_run(tmp_path, with_epochs=False))
         assert run.epochs.is_empty()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import signal
 import subprocess
 import sys
@@ -26,6 +27,11 @@ def _trials(run_dir: Path) -> pl.DataFrame:
 
 def _epochs(run_dir: Path) -> pl.DataFrame:
     return pl.concat([pl.read_parquet(p) for p in sorted((run_dir / "epochs").glob("*.parquet"))])
+
+
+def _read_live(path: Path) -> pl.DataFrame:
+    """A file the running sweep keeps replacing: one read of its bytes is one version."""
+    return pl.read_parquet(io.BytesIO(path.read_bytes()))
 
 
 class TestHelpListShow:
@@ -88,7 +94,7 @@ class TestRun:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             files = list(epochs_dir.glob("*.parquet")) if epochs_dir.exists() else []
-            if files and pl.read_parquet(files[0]).height >= 2:
+            if files and _read_live(files[0]).height >= 2:
                 break
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)

@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.test_cli import ROOT, _epochs, _trials, cli
+from tests.test_cli import ROOT, _epochs, _read_live, _trials, cli
 
 # Two arms, three candidates each (lr only), two replicate seeds: 10 trials.
 SWEEP = ("--set", "model.attention=[none,se]", "--set", "model.reduction=8",
@@ -88,7 +88,7 @@ class TestTunedRun:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
             path = run_dir / "trials.parquet"
-            rows = pl.read_parquet(path) if path.exists() else None
+            rows = _read_live(path) if path.exists() else None
             if rows is not None and "stage" in rows.columns:
                 done = rows.filter(pl.col("status") != "running")
                 if stage == "tune" and done.height >= 2:
