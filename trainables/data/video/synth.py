@@ -152,10 +152,7 @@ def encode_video(path: Path, frames: np.ndarray, *, fps: int, codec: str) -> Non
         else:
             stream.options = {"crf": "20", "preset": "veryfast"}
         for rgb in frames:
-            # swscale picks its own thread count (0 = auto) and its threaded RGB->YUV output
-            # is not bit-stable under load; one thread keeps the files byte-identical.
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
-                format="yuv420p", threads=1)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
 
