@@ -18,8 +18,9 @@ import numpy as np
 import polars as pl
 
 from analysis.load import Run
-from analysis.stats import Comparison, compare_to_baseline, estimate
+from analysis.stats import estimate
 from analysis.summary import OK_STATUSES, variant_order
+from analysis.verdicts import Comparison, compare_to_baseline
 
 # (trials column, label, higher is better, shown in points when an accuracy)
 METRICS: tuple[tuple[str, str, bool], ...] = (
