@@ -56,20 +56,24 @@ def run_markdown(run: Run, stats: StudyStats, title: str) -> str:
         rows = [[variant, *(format_interval(stats.estimate_of(variant, c), fmt, with_n=True)
                             for c, fmt in columns.items())]
                 for variant in stats.order]
-        out += ["## Variants (mean [95% CI] over seeds)", "",
+        out += [f"## Variants (mean [{stats.interval_label}] over seeds)", "",
                 markdown_table(["variant", *map(_metric_label, columns)], rows), ""]
     frame = stats.comparison_frame()
     if frame.height:
-        rows = [[r["variant"], str(r["n_pairs"]), f"{r['mean_diff']:+.2f}",
-                 f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]" if math.isfinite(r["ci_low"])
-                 else MISSING,
-                 MISSING if not math.isfinite(r["p_adjusted"]) else f"{r['p_adjusted']:.3f}",
-                 r["verdict"], MISSING if r["seeds_suggested"] is None
-                 else str(r["seeds_suggested"])]
+        def num(value: float | None, fmt: str) -> str:
+            return MISSING if value is None or not math.isfinite(value) else format(value, fmt)
+
+        rows = [[r["variant"], str(r["n_pairs"]), num(r["mean_diff"], "+.2f"),
+                 f"[{num(r['ci_low'], '+.2f')}, {num(r['ci_high'], '+.2f')}]",
+                 num(r["p_adjusted"], ".3g"), num(r["p_sign_flip"], ".3g"),
+                 num(r["p_tost"], ".3g"), r["verdict"], f"{r['failed']} / {r['runs']}",
+                 MISSING if r["seeds_for_margin"] is None else str(r["seeds_for_margin"])]
                 for r in frame.iter_rows(named=True)]
-        out += [f"## Against {stats.baseline} ({_metric_label(stats.primary)}, points)", "",
-                markdown_table(["variant", "seeds", "Δ", "95% CI", "p (Holm)", "verdict",
-                                "seeds suggested"], rows), ""]
+        unit = ", points" if stats.points else ""
+        out += [f"## Against {stats.baseline} ({_metric_label(stats.primary)}{unit})", "",
+                markdown_table(["variant", "seeds", "Δ", stats.interval_label, "p (t, Holm)",
+                                "p (sign-flip)", "p (TOST)", "verdict", "failed / ran",
+                                "seeds for the margin"], rows), ""]
     if stats.reproduction.height:
         rows = [[r["variant"], r["key"], f"{r['reported']:.4g}",
                  format_interval({"n": r["n"], "mean": r["ours"], "ci_low": r["ci_low"],
@@ -77,7 +81,7 @@ def run_markdown(run: Run, stats: StudyStats, title: str) -> str:
                  {True: "yes", False: "no", None: MISSING}[r["inside"]]]
                 for r in stats.reproduction.iter_rows(named=True)]
         out += ["## Source vs reproduced", "",
-                markdown_table(["variant", "measure", "source", "ours", "inside our CI"], rows),
+                markdown_table(["variant", "measure", "source", "ours", "inside our interval"], rows),
                 ""]
     return "\n".join(out)
 

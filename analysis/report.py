@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,14 @@ from analysis.charts import (
 from analysis.gallery import gallery_html
 from analysis.load import Run, load_run
 from analysis.schema import REPORT_FILE
-from analysis.study import METRICS, StudyStats, answer, format_interval, study_stats
+from analysis.study import (
+    METRICS,
+    StudyStats,
+    answer,
+    format_interval,
+    metric_label,
+    study_stats,
+)
 from analysis.summary import MISSING, display_table, summarize
 
 __all__ = ["render_report", "write_report"]
@@ -84,6 +92,10 @@ tr.status-running td { background: #eef4fb; }
 figure.chart { margin: 1em 0; }
 .answer { background: #f3f7fb; border-left: 4px solid #4a7ab8; padding: .3em 1em; }
 .answer p { margin: .45em 0; }
+nav.toc { margin: .6em 0 1em; padding: .4em .8em; background: #f7f7f7; line-height: 1.8; }
+nav.toc a { color: #2f5d8c; text-decoration: none; white-space: nowrap; }
+nav.toc a:hover { text-decoration: underline; }
+h2[id] { scroll-margin-top: .5em; }
 """
 
 
@@ -148,11 +160,13 @@ def render_report(run: Run, title_fallback: str = "run", run_dir: Path | None = 
 
     parts.append("<h2>Variants</h2>")
     parts.append(
-        '<p class="note">Over the seeds whose trials ended ok or early_stopped: mean and 95% '
-        "bootstrap confidence interval (BCa), n seeds. One seed gives no interval.</p>")
+        '<p class="note">Over the seeds whose trials ended ok or early_stopped: mean and '
+        f"{_esc(stats.interval_label)} [low, high], n seeds. One seed gives no interval; "
+        "parameter counts are constants and get none.</p>")
     parts.append(_estimates_html(stats))
     parts.append(_comparisons_html(stats))
     parts.append(_reproduction_html(stats))
+    parts.append(_time_ratios_html(stats))
     parts.append(_tuning_html(run))
 
     parts.append("<h2>Summary</h2>")
@@ -195,7 +209,7 @@ def render_report(run: Run, title_fallback: str = "run", run_dir: Path | None = 
     if charts:
         parts.append(embed_script())
     parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return "\n".join(_with_contents(parts)) + "\n"
 
 
 def run_state(run: Run) -> str:
@@ -209,37 +223,87 @@ def run_state(run: Run) -> str:
     return "finished"
 
 
+_H2 = re.compile(r"<h2(?P<attrs>[^>]*)>(?P<text>.*?)</h2>", re.S)
+_ID = re.compile(r"""\bid\s*=\s*["']([^"']*)["']""")
+
+
+def _with_contents(parts: list[str]) -> list[str]:
+    """`parts` with an id on every <h2> and, after the <h1>, a <nav> linking to each.
+
+    Read off the assembled parts rather than listed by hand, so a section added later is in
+    the contents without anyone remembering to. Script parts (the vega bundle) are skipped.
+    """
+    used: set[str] = set()
+    links: list[str] = []
+
+    def anchor(match: re.Match[str]) -> str:
+        attrs, text = match["attrs"], match["text"]
+        found = _ID.search(attrs)
+        label = html.unescape(re.sub(r"<[^>]+>", "", text)).strip()
+        slug = found[1] if found else (re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+                                       or "section")
+        unique, n = slug, 2
+        while unique in used and not found:
+            unique, n = f"{slug}-{n}", n + 1
+        used.add(unique)
+        links.append(f'<a href="#{_esc(unique)}">{_esc(label)}</a>')
+        if not found:
+            attrs = f' id="{_esc(unique)}"{attrs}'
+        return f"<h2{attrs}>{text}</h2>"
+
+    out = [part if part.lstrip().startswith("<script") else _H2.sub(anchor, part)
+           for part in parts]
+    if len(links) < 2:
+        return out
+    nav = ('<nav class="toc" aria-label="Contents"><b>Contents</b> '
+           + " · ".join(links) + "</nav>")
+    at = next((i + 1 for i, part in enumerate(out) if part.startswith("<h1")), 0)
+    return [*out[:at], nav, *out[at:]]
+
+
 def report_charts(run: Run, stats: StudyStats, summary: pl.DataFrame
                   ) -> list[tuple[str, Any, str]]:
-    """(name, Altair chart, caption) for every chart this run has data for, in report order."""
+    """(name, Altair chart, caption) for every chart this run has data for, in report order.
+
+    Every chart that shows arms takes one variant -> colour mapping (the baseline grey), so an
+    arm has the same colour everywhere on the page."""
     from analysis import plots
 
     label = dict((c, name) for c, name, _ in METRICS).get(stats.primary, stats.primary)
+    interval = getattr(stats, "interval_label", "95% bootstrap interval")
+    colours = plots.arm_colours(stats.order, stats.baseline)
     out: list[tuple[str, Any, str]] = []
 
     def add(name: str, chart: Any, caption: str = "") -> None:
         if chart is not None:
             out.append((name, chart, caption))
 
-    add("learning_curves", plots.learning_curves(run.epochs, run.trials, stats.order),
-        "Mean over seeds with a 95% t-interval band; each seed faint behind. ▼ early stop, "
-        "✕ divergence.")
+    add("learning_curves",
+        plots.learning_curves(run.epochs, run.trials, stats.order, colours=colours),
+        "Mean over seeds with a 95% t-interval band; each seed faint behind (hover a dot for "
+        "its seed). ▼ early stop, ✕ divergence. The axis spans the values drawn. Click an arm "
+        "in any legend to highlight it in every chart; click elsewhere or double-click to "
+        "clear.")
     comparisons = stats.comparison_frame()
     if comparisons.height:
+        unit = " (points)" if stats.primary.endswith("acc") else ""
         add("effect", plots.effect_plot(
-            comparisons, metric_title=f"difference in {label} vs {stats.baseline} (points)"),
-            "Mean paired difference with its 95% bootstrap interval; colour is the verdict.")
+            comparisons, metric_title=f"difference in {label} vs {stats.baseline}{unit}",
+            interval=interval),
+            f"Mean paired difference with its {interval}; colour is the verdict.")
     primary = stats.estimates.filter(pl.col("metric") == stats.primary).select(
         "variant", "mean", "ci_low", "ci_high")
     for column, title, name in (("train_time_s", "mean training time (s)", "cost_time"),
                                 ("params", "trainable parameters", "cost_params")):
         cost = stats.estimates.filter(pl.col("metric") == column).select(
             "variant", pl.col("mean").alias(column))
-        frame = primary.join(cost, on="variant").drop_nulls().filter(
+        frame = primary.join(cost, on="variant").drop_nulls(["mean", column]).filter(
             pl.col("mean").is_finite() & pl.col(column).is_finite())
         if frame.height >= 2:
-            add(name, plots.cost_frontier(frame, x=column, x_title=title, y_title=label))
-    add("seed_spread", seed_spread_chart(run, summary, stats.order),
+            add(name, plots.cost_frontier(frame, x=column, x_title=title, y_title=label,
+                                          colours=colours),
+                f"Bars: the {label} {interval}.")
+    add("seed_spread", seed_spread_chart(run, summary, stats.order, colours),
         "Dots: one per seed (ok or early_stopped). Black tick and bar: mean ± std. "
         "Red diamond: the reported number.")
     add("status", plots.status_breakdown(run.trials, stats.order))
@@ -267,42 +331,93 @@ def _estimates_html(stats: StudyStats) -> str:
 def _comparisons_html(stats: StudyStats) -> str:
     if not stats.comparisons:
         return "".join(f'<p class="note">{_esc(n)}</p>' for n in stats.notes)
-    label = dict((c, name) for c, name, _ in METRICS).get(stats.primary, stats.primary)
+    unit = " (points)" if stats.points else ""
     frame = stats.comparison_frame()
-    headers = ["variant", "seeds paired", f"Δ {label} (points)", "95% CI", "p", "p (Holm)",
-               "verdict", "seeds suggested"]
-    rows = []
+    headers = ["variant", "seeds paired", f"Δ {metric_label(stats.primary)}{unit}",
+               stats.interval_label, "p (t)", f"p (t, {_CORRECTION_NAMES['holm']})",
+               "p (sign-flip check)", "p (TOST)", "verdict", "failed / ran",
+               "p (failures, Fisher)", "detectable at 80% power", "seeds for the margin"]
+    with_aso = any(r["aso_epsilon"] is not None for r in frame.iter_rows(named=True))
+    if with_aso:
+        headers.append("ASO ε")
+    base = stats.failures.filter(pl.col("variant") == stats.baseline)
+    base_text = (f"{base['failed'][0]} / {base['runs'][0]}" if base.height else MISSING)
+    rows = [[str(stats.baseline), MISSING, MISSING, MISSING, MISSING, MISSING, MISSING,
+             MISSING, "baseline", base_text, MISSING, MISSING, MISSING]
+            + ([MISSING] if with_aso else [])]
     for r in frame.iter_rows(named=True):
         def num(value: Any, fmt: str) -> str:
             return MISSING if value is None or not math.isfinite(value) else format(value, fmt)
 
         rows.append([r["variant"], str(r["n_pairs"]), num(r["mean_diff"], "+.2f"),
                      f"[{num(r['ci_low'], '+.2f')}, {num(r['ci_high'], '+.2f')}]",
-                     num(r["p_value"], ".3f"), num(r["p_adjusted"], ".3f"), r["verdict"],
-                     MISSING if r["seeds_suggested"] is None else str(r["seeds_suggested"])])
-    note = (f'<p class="note">Paired by seed against {_esc(stats.baseline)}: exact sign-flip '
-            "permutation test, Holm-corrected across variants at α = 0.05. “No detectable "
-            "difference” means the whole interval lies within ±0.5 points; “needs more "
-            "seeds” gives how many seeds would detect the larger of that and the observed "
-            "difference with 80% power.</p>")
-    return (f"<h2>Against the baseline</h2>{note}"
-            + _table_html(headers, rows, text_columns={0, 6}))
+                     num(r["p_value"], ".3g"), num(r["p_adjusted"], ".3g"),
+                     num(r["p_sign_flip"], ".3g"), num(r["p_tost"], ".3g"), r["verdict"],
+                     f"{r['failed']} / {r['runs']}", num(r["p_failures"], ".3g"),
+                     num(r["detectable"], ".2f"),
+                     MISSING if r["seeds_for_margin"] is None else str(r["seeds_for_margin"])]
+                    + ([num(r["aso_epsilon"], ".2f")] if with_aso else []))
+    margin = stats.margin * (100 if stats.points else 1)
+    unit_text = " points" if stats.points else ""
+    schedule = stats.schedule
+    level = (f"α = {stats.alpha:g} / {len(schedule.looks)} planned looks = "
+             f"{schedule.alpha_per_look(stats.alpha):.3g} at every look (looks at "
+             f"{', '.join(map(str, schedule.looks))} seeds; an arm's verdict is the one of "
+             "the first look that decided it)" if schedule.adaptive else f"α = {stats.alpha:g}")
+    note = (f'<p class="note">Paired by seed against {_esc(stats.baseline)}, on the seeds both '
+            f"finished; differences are arm − baseline with their {_esc(stats.interval_label)}. "
+            f"Better/worse: paired t-test, Holm-corrected across arms, at {_esc(level)}. "
+            "The exact sign-flip permutation test (same correction) is a distribution-free "
+            "check beside it; with few seeds it cannot reach α (3 seeds: p ≥ 0.25). "
+            f"Equivalent: TOST rejects both one-sided nulls of a difference beyond "
+            f"±{margin:.2f}{unit_text} at the same level. Otherwise inconclusive, with the "
+            "smallest difference these seeds detect and the seeds that would detect one of the "
+            "margin (80% power, paired t at the per-arm level). A diverged or failed trial "
+            "is an outcome: failed / ran counts them and Fisher's exact test compares the "
+            "failure rate with the baseline's.</p>")
+    return (f'<h2 id="comparison">Against the baseline</h2>{note}'
+            + _table_html(headers, rows, text_columns={0, 8, 9}))
+
+
+_CORRECTION_NAMES = {"holm": "Holm", "bh": "BH", "none": "unadjusted"}
 
 
 def _reproduction_html(stats: StudyStats) -> str:
     table = stats.reproduction
     if not table.height:
         return ""
-    headers = ["variant", "measure", "source reported", "ours (mean [95% CI])", "n",
-               "source inside our CI"]
+    headers = ["variant", "measure", "source reported", f"ours (mean [{stats.interval_label}])",
+               "n", "ours − source", "source inside our interval"]
     rows = []
     for r in table.iter_rows(named=True):
-        inside = {True: "yes", False: "no", None: "— (needs ≥ 2 seeds)"}[r["inside"]]
+        inside = {True: "yes", False: "no", None: MISSING}[r["inside"]]
+        if r["inside"] is None and r["key"] != "params":
+            inside = "— (needs ≥ 2 seeds)"
         ours = format_interval({"n": r["n"], "mean": r["ours"], "ci_low": r["ci_low"],
-                    "ci_high": r["ci_high"]})
-        rows.append([r["variant"], r["key"], f"{r['reported']:.4g}", ours, str(r["n"]), inside])
-    return ("<h2>Source vs reproduced</h2>"
-            + _table_html(headers, rows, text_columns={0, 1, 5}))
+                                "ci_high": r["ci_high"]}, ",.0f" if r["key"] == "params"
+                               else ".4f")
+        difference = MISSING
+        if r["difference"] is not None and math.isfinite(r["difference"]):
+            difference = (f"{r['difference'] * 100:+.2f} points" if r["key"].endswith("acc")
+                          else f"{r['difference']:+,.4g}")
+        rows.append([r["variant"], r["key"], f"{r['reported']:,.4g}", ours, str(r["n"]),
+                     difference, inside])
+    return ('<h2 id="reproduction">Source vs reproduced</h2>'
+            + _table_html(headers, rows, text_columns={0, 1, 6}))
+
+
+def _time_ratios_html(stats: StudyStats) -> str:
+    table = stats.time_ratios
+    if not table.height:
+        return ""
+    rows = [[r["variant"], f"{r['ours']:.2f}×",
+             MISSING if r["source"] is None else f"{r['source']:.2f}×"]
+            for r in table.iter_rows(named=True)]
+    note = (f'<p class="note">Mean training time relative to {_esc(stats.baseline)}, each '
+            "side on its own hardware: seconds from different machines are not comparable, "
+            "ratios to the same machine's baseline are.</p>")
+    return ('<h2 id="training-time">Training time vs the baseline</h2>' + note
+            + _table_html(["variant", "ours", "source"], rows, text_columns={0}))
 
 
 def _divergence_html(run: Run) -> str:
@@ -385,9 +500,30 @@ def _fact_text(value: Any) -> str:
     return str(value)
 
 
+def _cited_html(text: str, url: Any = None) -> str:
+    """A citation, escaped, its http(s) addresses as links (plain <a href>: nothing is fetched).
+
+    ``url`` (meta.json's ``source_url``) is appended when the text does not already give it.
+    """
+    def piece(token: str) -> str:
+        address = token.rstrip(",;.)")
+        if not address.startswith(("https://", "http://")):
+            return _esc(token)
+        return f'<a href="{_esc(address)}">{_esc(address)}</a>{_esc(token[len(address):])}'
+
+    out = " ".join(piece(token) for token in text.split(" "))
+    if isinstance(url, str) and url.startswith(("https://", "http://")) and url not in text:
+        out += " " + piece(url)
+    return out
+
+
 def _facts_html(meta: dict[str, Any]) -> str:
     items = [
-        f"<dt>{_esc(label)}</dt><dd>{_esc(_fact_text(meta.get(key)))}</dd>" for key, label in _FACTS
+        f"<dt>{_esc(label)}</dt><dd>"
+        + (_cited_html(_fact_text(meta.get(key)), meta.get("source_url")) if key == "source"
+           else _esc(_fact_text(meta.get(key))))
+        + "</dd>"
+        for key, label in _FACTS
     ]
     return '<dl class="facts">' + "".join(items) + "</dl>"
 

@@ -61,8 +61,8 @@ def summarize(run: Run) -> pl.DataFrame:
     Means and stds are over the trials with status ok or early_stopped only; std uses
     ddof=1 and is null with fewer than two values, because one seed says nothing about
     noise. `params` is the max over all trials (they agree unless a variant changes shape
-    with the seed). `delta_test_acc_vs_baseline` is our mean test accuracy minus the
-    baseline variant's, null where either is missing.
+    with the seed). `delta_test_acc_vs_baseline` is the mean paired difference in test
+    accuracy to the baseline (seeds both finished), null where there is none.
     """
     reported = _reported(run.meta)
     reported_keys = list(dict.fromkeys(k for numbers in reported.values() for k in numbers))
@@ -79,12 +79,29 @@ def summarize(run: Run) -> pl.DataFrame:
             row[_REPORTED + key] = value if numeric or value is None else str(value)
 
     summary = pl.DataFrame(rows, schema=schema)
-    baseline = run.meta.get("baseline_variant")
-    base_rows = summary.filter(pl.col("variant") == str(baseline)) if baseline else summary.clear()
-    base = base_rows["test_acc_mean"][0] if base_rows.height else None
+    deltas = _paired_deltas(run.trials, run.meta.get("baseline_variant"))
     return summary.with_columns(
-        (pl.col("test_acc_mean") - pl.lit(base, dtype=pl.Float64())).alias(_DELTA)
-    )
+        pl.col("variant").replace_strict(deltas, default=None, return_dtype=pl.Float64)
+        .alias(_DELTA))
+
+
+def _paired_deltas(trials: pl.DataFrame, baseline: str | None) -> dict[str, float]:
+    """Mean test-accuracy difference to the baseline over the seeds both finished.
+
+    Paired, like the comparison with the baseline: a difference of means over different
+    seed sets would disagree with it whenever one arm lost a seed.
+    """
+    if not baseline:
+        return {}
+    ok = trials.filter(pl.col("status").is_in(OK_STATUSES) & pl.col("test_acc").is_not_null()
+                       & pl.col("test_acc").is_not_nan())
+    base = ok.filter(pl.col("variant") == baseline).select(
+        "seed", pl.col("test_acc").alias("base"))
+    if base.is_empty():
+        return {}
+    paired = (ok.join(base, on="seed").group_by("variant")
+              .agg((pl.col("test_acc") - pl.col("base")).mean().alias("delta")))
+    return {v: d for v, d in paired.iter_rows() if v is not None}
 
 
 def _reported(meta: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -209,6 +209,8 @@ class TestLoadRun:
                 files.write_parquet(pl.DataFrame(_epoch_rows("live", epochs, 0.5)),
                                     EPOCHS_DIR, "live.parquet")
 
+        files.write_parquet(pl.DataFrame(_epoch_rows("live", 1, 0.5)), EPOCHS_DIR,
+                            "live.parquet")
         writer = threading.Thread(target=keep_replacing)
         writer.start()
         try:
@@ -301,10 +303,14 @@ class TestSummarize:
         summary = summarize(load_run(run_dir))
         assert summary["reported_test_acc"].to_list() == [0.9688, 0.9712, 0.9655, None]
         assert summary["reported_train_time_s"].to_list() == [None, 41.5, None, None]
-        base = statistics.mean(_ok_values("plain", 4))
-        expected = [statistics.mean(_ok_values(v, 4)) - base for v in ORDER]
+        # Paired by seed, like the comparison: aa ran seed 0 only, so its Δ is against the
+        # baseline's seed 0 (a difference of unpaired means would be -0.0100, not -0.0090).
+        ok = {(t[0], t[1]): t[4] for t in TRIALS if t[2] in ("ok", "early_stopped")}
+        expected = [statistics.mean(ok[v, s] - ok["plain", s] for (w, s) in ok
+                                    if w == v and ("plain", s) in ok) for v in ORDER]
         assert summary["delta_test_acc_vs_baseline"].to_list() == pytest.approx(expected)
         assert summary["delta_test_acc_vs_baseline"][0] == 0.0
+        assert summary["delta_test_acc_vs_baseline"][3] == pytest.approx(-0.0090)
 
     def test_params_is_the_max(self, tmp_path: Path) -> None:
         trials = [("se", 0, "ok", 0.9, 0.9, 100, 1, 1.0), ("se", 1, "ok", 0.9, 0.9, 120, 1, 1.0)]
@@ -375,7 +381,9 @@ class TestFormatTable:
 def _no_remote_resources(text: str) -> None:
     assert "<link" not in text.lower()
     assert not re.search(r"<script[^>]*\bsrc\s*=", text, re.IGNORECASE)
-    assert not re.search(r"""\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", text, re.IGNORECASE)
+    # A hyperlink (the cited source's address) fetches nothing until the reader follows it.
+    fetching = re.sub(r"<a\s+href=\"[^\"<>]*\">", "<a>", text)
+    assert not re.search(r"""\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", fetching, re.IGNORECASE)
     assert "@import" not in text
 
 
@@ -496,6 +504,27 @@ class TestWriteReport:
         text = write_report(make_run(tmp_path, trials, meta)).read_text(encoding="utf-8")
         assert evil not in text
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+    def test_source_addresses_are_escaped_links(self) -> None:
+        from analysis.report import _facts_html
+
+        def source_html(source: str, url: str | None = None) -> str:
+            text = _facts_html(_meta(source=source, source_url=url))
+            _no_remote_resources(text)
+            return re.search(r"<dt>source</dt><dd>(.*?)</dd>", text).group(1)
+
+        dd = source_html('"CNNtention: Can CNNs do better with Attention?", 2024, '
+                         'https://arxiv.org/abs/2412.11657; data: "<b>", https://x.org/a?b=1&c=2',
+                         "https://arxiv.org/abs/2412.11657")
+        assert dd.count("<a ") == 2 and "&lt;b&gt;" in dd and "<b>" not in dd
+        assert ('<a href="https://arxiv.org/abs/2412.11657">https://arxiv.org/abs/2412.11657</a>;'
+                in dd)
+        assert '<a href="https://x.org/a?b=1&amp;c=2">' in dd
+        # An address only in source_url is added; anything not http(s) is never a link.
+        assert source_html("a course report", 'https://e.org/r"><x') == (
+            'a course report <a href="https://e.org/r&quot;&gt;&lt;x">https://e.org/r&quot;&gt;&lt;x</a>')
+        assert source_html("javascript:alert(1)", "javascript:alert(1)") == "javascript:alert(1)"
+        assert source_html("Hu et al. (2018)") == "Hu et al. (2018)"  # a run from before source_url
 
     def test_zero_epochs(self, tmp_path: Path, no_vl_convert: None) -> None:
         trials = [(v, 0, "running", None, None, 10, 0, 0.0) for v in ("plain", "se")]

@@ -36,28 +36,42 @@ def _gain_trials(seeds: int, gain: float) -> list[tuple]:
     return rows
 
 
-def test_answer_says_better_with_enough_seeds_and_asks_for_more_with_three(tmp_path):
+def test_answer_says_better_with_enough_seeds_and_flags_the_sign_flip_check_with_three(
+        tmp_path):
     run = load_run(make_run(tmp_path / "a", _gain_trials(8, 0.02), _meta(reported={})))
     stats = study_stats(run)
     (comparison,) = stats.comparisons
     assert comparison.verdict == "better" and comparison.n_pairs == 8
     assert comparison.ci_low > 0 and stats.primary == "test_acc"
     text = " ".join(answer(stats, run))
-    assert "se is better" in text and "+2.00 points" in text and "se 1.20×" in text
+    assert "se vs plain on test acc: +2.00 points (95% t-interval" in text
+    assert "better at α = 0.05" in text and "se 1.20×" in text
+    assert "disagrees" not in text  # 8 seeds: the sign-flip check agrees
 
     few = load_run(make_run(tmp_path / "b", _gain_trials(3, 0.02), _meta(reported={})))
-    (comparison,) = study_stats(few).comparisons
-    # An exact sign-flip test on 3 seeds can never go below p = 0.25.
-    assert comparison.verdict == "needs more seeds" and comparison.seeds_suggested >= 6
+    stats = study_stats(few)
+    (comparison,) = stats.comparisons
+    # The paired t-test decides at 3 seeds; the exact sign-flip check cannot go below 0.25,
+    # and the sentence says the verdict rests on the t-test.
+    assert comparison.verdict == "better" and comparison.p_sign_flip == 0.25
+    text = " ".join(answer(stats, few))
+    assert "The sign-flip check disagrees (with 3 seeds it cannot go below 0.25)" in text
 
 
-def test_source_inside_or_outside_our_interval(tmp_path):
-    reported = {"plain": {"test_acc": 0.95}, "se": {"test_acc": 0.90, "train_time_s": 12.0}}
+def test_source_inside_or_outside_our_interval_and_time_as_ratios(tmp_path):
+    reported = {"plain": {"test_acc": 0.95, "train_time_s": 100.0},
+                "se": {"test_acc": 0.90, "train_time_s": 150.0}}
     run = load_run(make_run(tmp_path, _gain_trials(6, 0.02), _meta(reported=reported)))
-    table = study_stats(run).reproduction
-    inside = {(r["variant"], r["key"]): r["inside"] for r in table.iter_rows(named=True)}
-    assert inside == {("plain", "test_acc"): True, ("se", "test_acc"): False,
-                      ("se", "train_time_s"): True}
+    stats = study_stats(run)
+    inside = {(r["variant"], r["key"]): r["inside"] for r in stats.reproduction.iter_rows(named=True)}
+    assert inside == {("plain", "test_acc"): True, ("se", "test_acc"): False}
+    se = stats.reproduction.filter(pl.col("variant") == "se").row(0, named=True)
+    assert se["difference"] == pytest.approx(0.97 - 0.90, abs=1e-3)
+    # Seconds from their hardware are never set against ours; ratios to each baseline are.
+    assert stats.time_ratios.rows() == [("se", pytest.approx(1.2), pytest.approx(1.5))]
+    text = " ".join(answer(stats, run))
+    assert "falls inside our 95% t-interval for 1 of 2 arm(s); outside for se +6.98 points (ours 0.9698 vs 0.9000)" in text
+    assert "se 1.20× (source 1.50×)" in text
 
 
 def test_partial_run_in_flight_with_failures_is_labelled(tmp_path):
@@ -71,7 +85,8 @@ def test_partial_run_in_flight_with_failures_is_labelled(tmp_path):
     assert out.returncode == 0, out.stderr
     text = (run_dir / "report.html").read_text()
     assert "Run state: in progress (1 trial(s) running)" in text
-    assert "diverged or failed and are left out" in text
+    assert "cbam failed on 1 of 3 seeds, plain on 0 of 3" in text
+    assert "se failed on 1 of 4 seeds, plain on 0 of 3" in text
 
 
 def test_empty_and_started_runs_report_without_trials(tmp_path):
