@@ -20,7 +20,7 @@ the driver acted on: an arm's verdict is the one from the first look that decide
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from analysis.verdicts import (
@@ -103,13 +103,15 @@ class Judgement:
 def judge(per_seed: PerSeed, baseline: str, schedule: SeedSchedule, *,
           metric: str = "best_val_acc", higher_is_better: bool = True,
           alpha: float = DEFAULT_ALPHA, margin: float = DEFAULT_MARGIN,
-          correction: str = "holm", confidence: float = 0.95) -> Judgement:
+          correction: str = "holm", confidence: float = 0.95, closed: bool = False
+          ) -> Judgement:
     """Replay the looks the data has reached and say which arms need more seeds.
 
     `per_seed` holds the trials that ended (a running trial is not there yet); a seed whose
     trial failed is present with None. A look is reached when the baseline and every arm
-    still undecided have run that many seeds; before the first look is reached the
-    comparisons are provisional (computed on what has finished, at the first look's level).
+    still undecided have run that many seeds. Comparisons at a look not reached are
+    provisional and decide nothing, unless the run is `closed` (finished: no seed will be
+    added), when the seeds it has are its last look.
     """
     looks = schedule.looks
     level = schedule.alpha_per_look(alpha)
@@ -121,9 +123,10 @@ def judge(per_seed: PerSeed, baseline: str, schedule: SeedSchedule, *,
         undecided = [a for a in arms if a not in decided]
         if not undecided:
             break
-        complete = all(len(per_seed[a]) >= n for a in [baseline, *undecided])
-        if not complete and index > 1:
+        full = all(len(per_seed[a]) >= n for a in [baseline, *undecided])
+        if not full and index > 1 and not closed:
             break
+        complete = full or closed
         data = {a: _first(per_seed[a], decided[a][1] if a in decided else n)
                 for a in [baseline, *arms]}
         for c in compare_to_baseline(data, baseline, metric=metric,
@@ -132,16 +135,20 @@ def judge(per_seed: PerSeed, baseline: str, schedule: SeedSchedule, *,
                                      confidence=confidence, look=index, looks=len(looks)):
             if c.variant in decided:
                 continue
-            latest[c.variant] = c
+            latest[c.variant] = c if complete else replace(c, provisional=True)
             if c.decided and complete:
                 decided[c.variant] = (c, n)
         if not complete:
             break
         reached = index
+        if not full:
+            break
     comparisons = [decided[a][0] if a in decided else latest[a] for a in arms if a in latest]
     ran = {a: len(per_seed[a]) for a in per_seed}
     targets = dict(ran)
-    if reached and reached < len(looks):
+    if closed:
+        pass
+    elif reached and reached < len(looks):
         following = looks[reached]
         needing = [a for a in arms if a not in decided]
         for a in needing:

@@ -134,6 +134,19 @@ def compared_trials(run: Run) -> pl.DataFrame:
     return ended
 
 
+def is_closed(run: Run) -> bool:
+    """No seed will be added: nothing is running and the run ended (or predates the record).
+
+    An interrupted run is not closed: `--resume` continues it.
+    """
+    if run.trials.filter(pl.col("status") == "running").height:
+        return False
+    state = run.meta.get("state")
+    if state is None:
+        return bool(run.meta.get("ended_at")) or "seed_schedule" not in run.meta
+    return state in ("finished", "ok")
+
+
 def trial_metrics(run: Run) -> pl.DataFrame:
     """Trials with ok status plus their mean throughput (from the epoch rows)."""
     throughput = (run.epochs.group_by("trial_id")
@@ -226,7 +239,8 @@ def study_stats(run: Run, *, alpha: float | None = None, margin: float | None = 
         per_seed = {baseline: per_seed[baseline],
                     **{v: per_seed[v] for v in order if v != baseline}}
         judgement = judge(per_seed, baseline, schedule, metric=primary, alpha=alpha,
-                          margin=margin, correction=correction, confidence=confidence)
+                          margin=margin, correction=correction, confidence=confidence,
+                          closed=is_closed(run))
         comparisons = judgement.comparisons
         if with_aso:
             base = [v for v in per_seed[baseline].values() if v is not None]

@@ -75,13 +75,14 @@ class Comparison:
     p_failures: float            # Fisher exact, arm vs baseline failure rate
     look: int = 1
     looks: int = 1
+    provisional: bool = False    # its look is not complete: seeds are still running
     confidence: float = 0.95
     correction: str = "holm"
     higher_is_better: bool = True
 
     @property
     def decided(self) -> bool:
-        return self.verdict != "inconclusive"
+        return self.verdict != "inconclusive" and not self.provisional
 
     @property
     def tests_disagree(self) -> bool:
@@ -140,6 +141,9 @@ class Comparison:
         if self.failed > self.baseline_failed and self.verdict == "better":
             text += (f". Note it failed on {self.failed} of {self.runs} seeds against the "
                      f"baseline's {self.baseline_failed} of {self.baseline_runs}")
+        if self.provisional:
+            text += (". Provisional: the seeds of this look are still running, and the verdict "
+                     "counts only once they have finished")
         return text + "."
 
     def _level(self) -> str:
