@@ -141,3 +141,62 @@ def test_bad_run_dir_is_one_line(tmp_path):
     out = cli("report", str(tmp_path / "nothing"))
     assert out.returncode == 2 and out.stderr.startswith("error: ")
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_an_arm_that_diverged_on_four_of_ten_seeds_reads_with_its_failures(tmp_path):
+    # +1 point on the 6 seeds it finished; paired only on those, its failures in the sentence.
+    trials = []
+    for seed in range(10):
+        base = 0.95 + 0.001 * ((seed * 3) % 4)
+        trials.append(("plain", seed, "ok", base, base, 100, 5, 10.0))
+        if seed in (1, 4, 6, 9):
+            trials.append(("se", seed, "diverged", 0.1, None, 120, 2, 3.0))
+        else:
+            trials.append(("se", seed, "ok", base + 0.01, base + 0.01 + 0.0004 * (seed % 3),
+                           120, 5, 12.0))
+    run = load_run(make_run(tmp_path, trials, _meta(reported={})))
+    stats = study_stats(run)
+    (c,) = stats.comparisons
+    assert (c.n_pairs, c.failed, c.runs, c.baseline_failed) == (6, 4, 10, 0)
+    text = " ".join(answer(stats, run))
+    assert "se failed on 4 of 10 seeds, plain on 0 of 10 (Fisher p = 0.087)" in text
+    assert "Note it failed on 4 of 10 seeds" in text
+    assert "see Status" not in text
+
+
+def test_a_baseline_that_lost_a_seed_gives_one_delta_in_the_whole_report(tmp_path):
+    trials = [("plain", 0, "ok", 0.95, 0.950, 100, 5, 10.0),
+              ("plain", 1, "diverged", 0.10, None, 100, 2, 3.0),
+              ("plain", 2, "ok", 0.96, 0.962, 100, 5, 10.0),
+              ("se", 0, "ok", 0.95, 0.951, 120, 5, 12.0),
+              ("se", 1, "ok", 0.90, 0.900, 120, 5, 12.0),   # the seed the baseline lost
+              ("se", 2, "ok", 0.96, 0.963, 120, 5, 12.0)]
+    run = load_run(make_run(tmp_path, trials, _meta(reported={})))
+    (c,) = study_stats(run).comparisons
+    summary = summarize_delta(run)
+    assert c.mean_diff == pytest.approx(0.001) and summary == pytest.approx(c.mean_diff)
+    assert (c.baseline_failed, c.baseline_runs, c.n_pairs) == (1, 3, 2)
+
+
+def summarize_delta(run) -> float:
+    from analysis.summary import summarize
+
+    row = summarize(run).filter(pl.col("variant") == "se").row(0, named=True)
+    return row["delta_test_acc_vs_baseline"]
+
+
+def test_duplicate_seed_rows_are_a_one_line_error(tmp_path):
+    trials = [*TRIALS, ("se", 1, "ok", 0.9, 0.91, 1_250_001, 5, 44.0)]
+    rows = pl.read_parquet(make_run(tmp_path, trials) / TRIALS_FILE)
+    run_dir = tmp_path / "exp" / "run1"
+    # make_run names trials by (variant, seed): give the stray row its own id, as a second
+    # sink writing into the same run would.
+    rows = rows.with_columns(pl.when(pl.int_range(pl.len()) == rows.height - 1)
+                             .then(pl.lit("se_00001_again")).otherwise(pl.col("trial_id"))
+                             .alias("trial_id"))
+    rows.write_parquet(run_dir / TRIALS_FILE)
+    out = cli("report", str(run_dir), "-q")
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr
+    assert "2 ended trials for arm 'se' seed 1 (se_00001, se_00001_again)" in lines[0]

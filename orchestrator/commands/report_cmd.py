@@ -33,13 +33,16 @@ def add_parser(commands) -> None:
 
 def _load(run_dirs: list[Path]):
     from analysis.load import load_run
+    from analysis.study import compared_trials
 
     runs = []
     for run_dir in run_dirs:
         try:
-            runs.append(load_run(run_dir))
+            run = load_run(run_dir)
+            compared_trials(run)  # two results for one (arm, seed): say so before any work
         except (FileNotFoundError, ValueError) as err:
-            raise UserError(str(err)) from None
+            raise UserError(f"{run_dir}: {err}") from None
+        runs.append(run)
     return runs
 
 
