@@ -99,7 +99,8 @@ h2[id] { scroll-margin-top: .5em; }
 """
 
 
-def write_report(run_dir: Path, out: Path | None = None, *, with_aso: bool = False) -> Path:
+def write_report(run_dir: Path, out: Path | None = None, *, with_aso: bool = False,
+                 alpha: float | None = None, margin: float | None = None) -> Path:
     """Write the run's HTML report (default `run_dir/report.html`) and return its path.
 
     Written to a dot-temp file in the same folder and renamed over the target, so a reader
@@ -109,7 +110,8 @@ def write_report(run_dir: Path, out: Path | None = None, *, with_aso: bool = Fal
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     target = Path(out) if out is not None else run_dir / REPORT_FILE
-    text = render_report(run, title_fallback=run_dir.name, run_dir=run_dir, with_aso=with_aso)
+    text = render_report(run, title_fallback=run_dir.name, run_dir=run_dir, with_aso=with_aso,
+                         alpha=alpha, margin=margin)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     try:
@@ -121,7 +123,8 @@ def write_report(run_dir: Path, out: Path | None = None, *, with_aso: bool = Fal
 
 
 def render_report(run: Run, title_fallback: str = "run", run_dir: Path | None = None,
-                  *, with_aso: bool = False) -> str:
+                  *, with_aso: bool = False, alpha: float | None = None,
+                  margin: float | None = None) -> str:
     """The report for `run` as one HTML string (see the module docstring for why offline).
 
     Order: the answer in a few sentences, then the tables (variants with 95% intervals, the
@@ -130,7 +133,7 @@ def render_report(run: Run, title_fallback: str = "run", run_dir: Path | None = 
     artifacts become an inline gallery."""
     meta = run.meta
     summary = summarize(run)
-    stats = study_stats(run, with_aso=with_aso)
+    stats = study_stats(run, with_aso=with_aso, alpha=alpha, margin=margin)
     order = stats.order
     preset = meta.get("preset") or "run"
     run_id = meta.get("run_id") or title_fallback

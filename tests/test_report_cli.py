@@ -200,3 +200,21 @@ def test_duplicate_seed_rows_are_a_one_line_error(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr
     assert "2 ended trials for arm 'se' seed 1 (se_00001, se_00001_again)" in lines[0]
+
+
+def test_report_margin_and_alpha_options_change_the_verdicts(tmp_path):
+    wobble = [0.009, -0.0075, 0.006, -0.0105, 0.0075, -0.0045]
+    trials = [row for seed, w in enumerate(wobble) for row in (
+        ("plain", seed, "ok", 0.95, 0.95, 100, 5, 10.0),
+        ("se", seed, "ok", 0.95 + w, 0.95 + w, 120, 5, 12.0))]
+    run_dir = make_run(tmp_path, trials, _meta(reported={}))
+    default = cli("report", str(run_dir), "--format", "md")
+    wide = cli("report", str(run_dir), "--format", "md", "--margin", "0.02")
+    assert default.returncode == 0 and wide.returncode == 0, default.stderr + wide.stderr
+    assert "equivalence margin ±0.50 points" in default.stdout
+    assert "inconclusive at α = 0.05" in default.stdout
+    assert "equivalent within ±2.00 points" in wide.stdout
+    strict = cli("report", str(run_dir), "--format", "md", "--alpha", "0.000001")
+    assert "α = 1e-06" in strict.stdout and "equivalent" not in strict.stdout
+    bad = cli("report", str(run_dir), "--alpha", "2")
+    assert bad.returncode != 0 and "--alpha must be between 0 and 1, got 2" in bad.stderr

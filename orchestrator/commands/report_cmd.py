@@ -27,8 +27,27 @@ def add_parser(commands) -> None:
     parser.add_argument("--export-format", choices=("svg", "png"), default="svg")
     parser.add_argument("--aso", action="store_true",
                         help="add Almost Stochastic Order (epsilon_min) to each comparison")
+    parser.add_argument("--alpha", type=_probability, default=None,
+                        help="significance level of every verdict (default: the run's, 0.05)")
+    parser.add_argument("--margin", type=_positive, default=None,
+                        help="equivalence margin in the metric's units, e.g. 0.005 = half an "
+                             "accuracy point (default: the run's)")
     parser.add_argument("-q", "--quiet", action="store_true", help="do not print the summary table")
     parser.set_defaults(func=run)
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"--alpha must be between 0 and 1, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"--margin must be positive, got {text}")
+    return value
 
 
 def _load(run_dirs: list[Path]):
@@ -73,12 +92,13 @@ def run(args: argparse.Namespace) -> int:
 
     run_data, run_dir = runs[0], args.run_dirs[0]
     if args.format == "md":
-        stats = study_stats(run_data, with_aso=args.aso)
+        stats = study_stats(run_data, with_aso=args.aso, alpha=args.alpha, margin=args.margin)
         print(run_markdown(run_data, stats, labelled[0][0]))
         return 0
     from analysis.report import write_report
 
-    out = write_report(run_dir, args.output, with_aso=args.aso)
+    out = write_report(run_dir, args.output, with_aso=args.aso, alpha=args.alpha,
+                       margin=args.margin)
     if not args.quiet:
         print(format_table(summarize(run_data)))
     print(f"report: {out}")
