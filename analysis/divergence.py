@@ -1,9 +1,10 @@
 """Which variants diverged under which numeric precision.
 
-Why its own view: seed 001 Part B lost its float16 runs to inf losses and concluded that
-attention is numerically fragile. Whether that holds is a question about a (variant,
-precision) grid, not about one mean: the summary's per-label status counts hide the pattern
-(diverging in fp16 only, or in every precision for one network) that the reader needs.
+Why its own view: the spoken-digit study ("Impact of Attention Mechanisms in Deep Learning",
+Part B) lost its float16 runs to inf losses and concluded that attention is numerically
+fragile. Whether that holds is a question about a (variant, precision) grid, not about one
+mean: the summary's per-label status counts hide the pattern (diverging in fp16 only, or in
+every precision for one network) that the reader needs.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Attention-map and Grad-CAM galleries from the trials' `maps.npz` artifacts, as inline PNGs.
 
-Why in the report: seed 004 argues about what each attention variant "looks at" from a few
-Grad-CAM pictures. Showing the same fixed validation images for every variant, beside each
-module's own map, lets a reader check such claims instead of taking them on trust. Images
-are inline `data:` PNGs, so the report stays one self-contained file.
+Why in the report: CNNtention (arXiv:2412.11657) argues about what each attention variant
+"looks at" from a few Grad-CAM pictures. Showing the same fixed validation images for every
+variant, beside each module's own map, lets a reader check such claims instead of taking
+them on trust. Images are inline `data:` PNGs, so the report stays one self-contained file.
 """
 
 from __future__ import annotations

@@ -78,6 +78,7 @@ EPOCH_COLUMNS = (
 # meta.json keys.
 META_KEYS = (
     "run_id", "preset", "source", "trainable", "metric", "mode", "baseline_variant",
+    "source_url",      # the cited document's own address, or null when it has none
     "reported",        # {variant: {"test_acc": float, "train_time_s": float, ...}}
     "overrides",       # ["key.path=value", ...] as given on the command line
     "cli",             # the full argv

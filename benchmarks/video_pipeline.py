@@ -10,7 +10,7 @@ real codec (MPEG-4 Part 2 in AVI at HMDB51's 320x240 and 30 fps, like its DivX f
    - warm: the same number of clips read from the memory-mapped clip store (random window,
      crop, flip, normalise) through `ClipData`, what every epoch of every trial pays once
      the store exists; the one-off cost of building the store is printed beside them.
-2. Training step time of the seed-003 network (R(2+1)D-18, 8 blocks + 1 cross + 1 self):
+2. Training step time of the HMDB51 study's network (R(2+1)D-18, 8 blocks + 1 cross + 1 self):
    fp32 vs bf16 autocast with channels_last_3d, same batch, same device.
 
     python benchmarks/video_pipeline.py                    # CPU-sized defaults

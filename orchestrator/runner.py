@@ -21,6 +21,7 @@ from orchestrator import meta as run_meta
 from orchestrator.errors import UserError
 from orchestrator.plan import Plan, describe_protocol
 from orchestrator.storage import RunFiles, check_writable, is_uri, resolve
+from search_spaces.sources import cite, source_url
 
 EXIT_OK, EXIT_TRIAL_ERRORS, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -153,7 +154,8 @@ def write_meta(target: RunTarget, plan: Plan, argv: list[str], options: Any, **e
     exp = plan.experiment
     files = RunFiles(target.location)
     record = {
-        "run_id": target.run_id, "preset": exp.name, "source": exp.source,
+        "run_id": target.run_id, "preset": exp.name, "source": cite(exp.source),
+        "source_url": source_url(exp.source),
         "trainable": exp.trainable, "metric": exp.metric, "mode": exp.mode,
         "baseline_variant": exp.baseline_variant,
         "reported": {k: dict(v) for k, v in plan.reported.items()},

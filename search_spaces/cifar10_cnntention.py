@@ -1,4 +1,5 @@
-"""cifar10_cnntention: seed 004, ResNet-20 with one attention module after each stage.
+"""cifar10_cnntention: ResNet-20 with one attention module after each stage, from "CNNtention:
+Can CNNs do better with Attention?" (arXiv:2412.11657).
 
 CIFAR ResNet-20 (option-A shortcuts, 0.27M parameters) against the same network with
 SAGAN-style self-attention (unscaled, as the source), 8-head self-attention, or CBAM at
@@ -33,6 +34,7 @@ Choices where the source is vague or cannot be matched, and why:
 from ray import tune
 
 from search_spaces.experiment import Experiment, Resources
+from search_spaces.sources import CNNTENTION
 from search_spaces.tuning import PerArm
 from search_spaces.variants import named_variants
 
@@ -82,7 +84,7 @@ BASE = {
 
 EXPERIMENT = Experiment(
     name="cifar10_cnntention",
-    source="seed 004 (shared/seeds/004_b226cb0eddfd0c4a.txt): CNNtention, ResNet-20 + attention",
+    source=CNNTENTION,
     trainable="image",
     modality="image",
     description=__doc__,

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from search_spaces.sources import Source
+
 Scheduler = Literal["fifo", "asha", "asha-per-variant", "halving-per-variant"]
 Search = Literal["random", "optuna", "grid"]  # "grid": the older name of "random"
 
@@ -30,7 +32,7 @@ class Experiment:
     """
 
     name: str
-    source: str                                  # seed document and what part of it
+    source: Source | str                         # the publication or repository, and its part
     trainable: Literal["image", "audio", "video"]
     modality: str                                # "image" | "spectrogram" | "video"
     param_space: Mapping[str, Any]

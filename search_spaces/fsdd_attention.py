@@ -1,4 +1,5 @@
-"""fsdd_attention: seed 001 Part B, spoken digits as spectrogram images, x numeric precision.
+"""fsdd_attention: spoken digits as spectrogram images, x numeric precision, from Part B of the
+course report "Impact of Attention Mechanisms in Deep Learning" (Problem 4).
 
 Three LeNet-style networks on 128x128x3 spectrograms: the baseline (Conv6-AvgPool-Conv16-
 AvgPool-Dense120-Dense84-Dense10, 1.63M parameters); the same with BatchNorm + CBAM (r=8)
@@ -46,9 +47,12 @@ Choices where the source is vague or cannot be matched, and why:
   fp32-only` runs the source's final setting, 9 trials.
 """
 
+from dataclasses import replace
+
 from ray import tune
 
 from search_spaces.experiment import Experiment, Resources
+from search_spaces.sources import ATTENTION_COURSE_REPORT, CBAM, FSDD_GITHUB, FSDD_KAGGLE, with_role
 from search_spaces.tuning import PerArm
 from search_spaces.variants import named_variants
 
@@ -113,8 +117,9 @@ def _label(variant: str, precision: str = "fp32") -> str:
 
 EXPERIMENT = Experiment(
     name="fsdd_attention",
-    source="seed 001 Part B (shared/seeds/001_dd7a0ba124b1f965.txt): attention on spoken-digit "
-           "spectrograms",
+    source=replace(ATTENTION_COURSE_REPORT, part="Problem 4, Part B (spoken digits)",
+                   builds_on=(with_role(FSDD_KAGGLE, "dataset as cited there"),
+                              with_role(FSDD_GITHUB, "its recordings"), with_role(CBAM, "CBAM"))),
     trainable="audio",
     modality="spectrogram",
     description=__doc__,

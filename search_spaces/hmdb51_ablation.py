@@ -1,4 +1,6 @@
-"""hmdb51_ablation: seed 003, R(2+1)D-18 with Perceiver cross/self attention on HMDB51 split 1.
+"""hmdb51_ablation: R(2+1)D-18 with Perceiver cross/self attention on HMDB51 split 1, from the
+GitHub repository "Video processing with 3DCNN and Attention mechanism"
+(github.com/vuthanhtung2412/3DCNN-Attention-mechanism).
 
 The source's ten rows, one grid variant each: the plain R(2+1)D-18 (Kinetics-400 weights,
 fine-tuned, its own average-pool + linear head); the full 8-block CNN followed by one
@@ -41,9 +43,12 @@ Choices where the source is vague or cannot be matched, and why:
   a cross block 3.4M, a self block 4.2M, as the source's table.
 """
 
+from dataclasses import replace
+
 from ray import tune
 
 from search_spaces.experiment import Experiment, Resources
+from search_spaces.sources import HMDB51, PERCEIVER, R2PLUS1D, VIDEO_3DCNN_ATTENTION, with_role
 from search_spaces.variants import named_variants
 
 
@@ -106,8 +111,9 @@ BASE = {
 
 EXPERIMENT = Experiment(
     name="hmdb51_ablation",
-    source="seed 003 (shared/seeds/003_a195045601610211.txt): R(2+1)D-18 + Perceiver "
-           "cross/self attention on HMDB51",
+    source=replace(VIDEO_3DCNN_ATTENTION, builds_on=(
+        with_role(R2PLUS1D, "R(2+1)D"), with_role(PERCEIVER, "Perceiver"),
+        with_role(HMDB51, "HMDB51"))),
     trainable="video",
     modality="video",
     description=__doc__,

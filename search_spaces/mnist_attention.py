@@ -1,4 +1,5 @@
-"""mnist_attention: seed 001 Part A, five small CNNs on Reduced MNIST.
+"""mnist_attention: five small CNNs on Reduced MNIST, from Part A of the course report
+"Impact of Attention Mechanisms in Deep Learning" (Problem 4).
 
 Base CNN (Conv32-Pool-Conv64-Pool-Dense128-Dropout0.3-Dense10, 225k parameters) and the
 same network with spatial (1x1 sigmoid), CBAM (r=8), SE (Dense 4) attention after the first
@@ -22,14 +23,18 @@ Choices where the source is vague or cannot be matched, and why:
   0.1) for every trial, and tests the final weights on the untouched test split.
 """
 
+from dataclasses import replace
+
 from ray import tune
 
 from search_spaces.experiment import Experiment
+from search_spaces.sources import ATTENTION_COURSE_REPORT, CBAM, SQUEEZE_EXCITE, with_role
 from search_spaces.tuning import PerArm
 
 EXPERIMENT = Experiment(
     name="mnist_attention",
-    source="seed 001 Part A (shared/seeds/001_dd7a0ba124b1f965.txt): attention on Reduced MNIST",
+    source=replace(ATTENTION_COURSE_REPORT, part="Problem 4, Part A (Reduced MNIST)",
+                   builds_on=(with_role(CBAM, "CBAM"), with_role(SQUEEZE_EXCITE, "SE"))),
     trainable="image",
     modality="image",
     description=__doc__,

@@ -1,4 +1,5 @@
-"""spatial_attention_cosine: seed 000 Part I, a light CNN with or without spatial attention.
+"""spatial_attention_cosine: a light CNN with or without spatial attention, from Part I of
+"How Attention Affects CNN Modules During Training" (project write-up).
 
 Three conv stages (32/64/128 channels) with CBAM's 7x7 spatial gate after each conv, or
 without it, each trained with Adam and with AdamW under a cosine schedule for 100 epochs.
@@ -18,13 +19,17 @@ Choices where the source is silent, and why:
   spatial-attention rows.
 """
 
+from dataclasses import replace
+
 from ray import tune
 
 from search_spaces.experiment import Experiment, Resources
+from search_spaces.sources import ATTENTION_TRAINING_WRITEUP, CBAM, with_role
 
 EXPERIMENT = Experiment(
     name="spatial_attention_cosine",
-    source="seed 000 Part I (shared/seeds/000_b82c3f23c3500a76.txt): CNN + spatial attention",
+    source=replace(ATTENTION_TRAINING_WRITEUP, part="Part I (images, CNN + spatial attention)",
+                   builds_on=(with_role(CBAM, "spatial gate used here"),)),
     trainable="image",
     modality="image",
     description=__doc__,

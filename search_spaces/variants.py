@@ -1,12 +1,12 @@
 """Named ablation variants whose settings differ in more than one key.
 
-Why not one grid axis per key: seed 004 trains its baseline with SGD and its attention
-networks with Adam at other learning rates, and CBAM comes in three reductions while the
-baseline has none. A cross product of `model.attention` x `train.optimizer` x
-`model.reduction` would run pairs the source never ran. Instead the grid runs over variant
-*names*, and every key a variant sets becomes a value Ray resolves from the trial's own
-variant after the grid is expanded. The resolved values, not the names, land in each
-trial's config and in `trials.parquet`, so a reader sees what actually trained.
+Why not one grid axis per key: CNNtention (arXiv:2412.11657) trains its baseline with SGD
+and its attention networks with Adam at other learning rates, and CBAM comes in three
+reductions while the baseline has none. A cross product of `model.attention` x
+`train.optimizer` x `model.reduction` would run pairs the source never ran. Instead the grid
+runs over variant *names*, and every key a variant sets becomes a value Ray resolves from
+the trial's own variant after the grid is expanded. The resolved values, not the names, land
+in each trial's config and in `trials.parquet`, so a reader sees what actually trained.
 
 `--set variant=[baseline,cbam_r16]` runs a subset; `--set train.lr=0.01` replaces the
 per-variant values of that key with one shared value for every variant.

@@ -1,12 +1,13 @@
-"""vgg16_attention: seed 002, VGG16_bn on 32x32 images with attention at three depths.
+"""vgg16_attention: VGG16_bn on 32x32 images with attention at three depths, from the blog
+article "How Attention Improves a CNN's performance: A Beginner's Perspective".
 
 The plain VGG16_bn against Jetley et al.'s "Learn to pay attention" (ICLR 2018) linear
 attention estimators on three intermediate maps, normalised by softmax or by sigmoid, and
-against the attention gates of the IPMI 2019 attention-gated VGG the seed links, on
+against the attention gates of the IPMI 2019 attention-gated VGG the article links, on
 CIFAR-10 and CIFAR-100.
 
 Choices where the sources are vague, and why:
-- The seed is a blog post that shows no numbers; the reported numbers are Jetley et al.'s
+- The article shows no numbers; the reported numbers are Jetley et al.'s
   CIFAR-100 top-1 errors (VGG 30.62, attention 22.97), put on the softmax estimator, the
   paper's main (parametrised compatibility) model.
 - Recipe of the public reimplementation of Jetley et al.: SGD 0.1 with momentum 0.9, weight
@@ -18,9 +19,17 @@ Choices where the sources are vague, and why:
   32x32 resolution, which costs several times a standard CIFAR VGG.
 """
 
+from dataclasses import replace
+
 from ray import tune
 
 from search_spaces.experiment import Experiment, Resources
+from search_spaces.sources import (
+    LEARN_TO_PAY_ATTENTION,
+    MELANOMA_ATTENTION,
+    VGG_ATTENTION_BLOG,
+    with_role,
+)
 from search_spaces.variants import named_variants
 
 VARIANTS = {
@@ -53,8 +62,9 @@ BASE = {
 
 EXPERIMENT = Experiment(
     name="vgg16_attention",
-    source="seed 002 (shared/seeds/002_b2c47d820dba89ec.txt): VGG16_bn with attention "
-           "(Jetley et al. 2018; attention-gated VGG, IPMI 2019)",
+    source=replace(VGG_ATTENTION_BLOG, builds_on=(
+        with_role(LEARN_TO_PAY_ATTENTION, "linear attention estimators"),
+        with_role(MELANOMA_ATTENTION, "attention gates"))),
     trainable="image",
     modality="image",
     description=__doc__,

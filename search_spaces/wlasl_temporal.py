@@ -1,4 +1,5 @@
-"""wlasl_temporal: seed 000 part II, WLASL-10 signs with a frozen frame CNN + temporal pooling.
+"""wlasl_temporal: WLASL-10 signs with a frozen frame CNN + temporal pooling, from Part II of
+"How Attention Affects CNN Modules During Training" (project write-up).
 
 8 frames around the centre of each sign go through a frozen ImageNet ResNet-18, one
 512-d feature per frame; a temporal head turns the 8 features into one prediction. The
@@ -25,9 +26,12 @@ Choices where the source is vague, and why:
   comparison meaningless, so there is no silent fallback.
 """
 
+from dataclasses import replace
+
 from ray import tune
 
 from search_spaces.experiment import Experiment, Resources
+from search_spaces.sources import ATTENTION_TRAINING_WRITEUP, WLASL, with_role
 
 BASE = {
     "data": {
@@ -63,8 +67,8 @@ BASE = {
 
 EXPERIMENT = Experiment(
     name="wlasl_temporal",
-    source="seed 000 part II (shared/seeds/000_b82c3f23c3500a76.txt): frozen CNN + temporal "
-           "head on WLASL-10",
+    source=replace(ATTENTION_TRAINING_WRITEUP, part="Part II (WLASL video, 10 glosses)",
+                   builds_on=(with_role(WLASL, "dataset"),)),
     trainable="video",
     modality="video",
     description=__doc__,

@@ -1,4 +1,4 @@
-"""Seed 001 Part B's spectrogram LeNet (baseline, CBAM, hybrid) and LayerNorm2d.
+"""The spoken-digit spectrogram LeNet (baseline, CBAM, hybrid) and LayerNorm2d.
 
 The three source configurations on 3- and 1-channel 128x128 input: forward, backward, finite
 grads, exact parameter counts; the reused attention blocks; the Keras-style L2 term; the

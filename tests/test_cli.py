@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import signal
 import subprocess
 import sys
@@ -47,12 +48,22 @@ class TestHelpListShow:
     def test_list_says_data_is_here(self):
         out = cli("list")
         assert out.returncode == 0
-        assert "mnist_attention" in out.stdout and "yes" in out.stdout and "seed 001" in out.stdout
+        assert "mnist_attention" in out.stdout and "yes" in out.stdout
+        # The short citation: the document and its part, not its authors or addresses.
+        assert ('"Impact of Attention Mechanisms in Deep Learning", course report, Problem 4, '
+                'Part A (Reduced MNIST)') in out.stdout
+        assert '"CNNtention: Can CNNs do better with Attention?", arXiv:2412.11657, 2024' in out.stdout
+        assert "https://" not in out.stdout.split("data:")[0]
 
     def test_show_resolves_overrides(self):
         out = cli("show", "mnist_attention", "--seeds", "2", "--set", "model.attention=[none,se]")
         assert out.returncode == 0, out.stderr
         assert "trials:     4" in out.stdout and "0.9855" in out.stdout
+        # The full citation, one work a line: the report, then the works it cites.
+        assert ('source:     "Impact of Attention Mechanisms in Deep Learning", course report, '
+                "Problem 4, Part A (Reduced MNIST)\n"
+                "            CBAM: S. Woo, J. Park, J.-Y. Lee, I. S. Kweon, \"CBAM: Convolutional "
+                'Block Attention Module", 2018, https://arxiv.org/abs/1807.06521\n') in out.stdout
 
 
 @pytest.mark.slow
@@ -71,6 +82,10 @@ class TestRun:
         assert epochs.height == 20 and not epochs.select(["trial_id", "epoch"]).is_duplicated().any()
         assert (run_dir / "report.html").is_file() and (run_dir / "meta.json").is_file()
         assert "0.9855" in out.stdout  # the source's number printed beside ours
+        meta = json.loads((run_dir / "meta.json").read_text())
+        assert meta["source"].startswith('"Impact of Attention Mechanisms in Deep Learning"')
+        assert meta["source_url"] is None  # the course report has no address; its works do
+        assert '<a href="https://arxiv.org/abs/1807.06521">' in (run_dir / "report.html").read_text()
 
     def test_divergent_trial_is_recorded_and_sweep_goes_on(self, tmp_path):
         out = cli("run", "mnist_attention", "--smoke", "--seeds", "1", "--storage", str(tmp_path),

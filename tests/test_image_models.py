@@ -20,15 +20,15 @@ from trainables.models import CifarResNet, LightCNN, VGGAttention, get_model, li
 from trainables.models.cifar_resnet import cifar_resnet20
 
 MAP_ATTENTION = ["none", *list_attn()]  # every registry block, plus the baseline
-SEED004_ATTENTION = ["none", "selfatt", "mhsa", "cbam", "se", "eca", "spatial", "spatial7"]
+CNNTENTION_ATTENTION = ["none", "selfatt", "mhsa", "cbam", "se", "eca", "spatial", "spatial7"]
 VGG_ATTENTION = ["none", "linear", "gate"]
 
 # (builder, kwargs, input shape) for every builder x attention option; tiny widths for VGG.
 CASES: list[tuple[str, dict[str, object], tuple[int, int, int, int]]] = [
-    *[("cifar_resnet20", {"attention": a}, (2, 3, 32, 32)) for a in SEED004_ATTENTION],
+    *[("cifar_resnet20", {"attention": a}, (2, 3, 32, 32)) for a in CNNTENTION_ATTENTION],
     *[
         ("cifar_resnet20", {"attention": a, "in_channels": 1}, (2, 1, 28, 28))
-        for a in SEED004_ATTENTION
+        for a in CNNTENTION_ATTENTION
     ],
     ("cifar_resnet20", {"attention": "selfatt", "placement": "block"}, (2, 3, 32, 32)),
     ("cifar_resnet20", {"attention": "cbam", "residual": "weighted"}, (2, 3, 32, 32)),
@@ -191,7 +191,7 @@ def test_resnet_bad_arguments_name_the_values() -> None:
         cifar_resnet20(in_channels=0)
 
 
-@pytest.mark.parametrize("attention", SEED004_ATTENTION[1:])
+@pytest.mark.parametrize("attention", CNNTENTION_ATTENTION[1:])
 def test_resnet_placement(attention: str) -> None:
     stage = cifar_resnet20(attention=attention)
     assert len(stage.attention_modules) == 3
@@ -211,7 +211,7 @@ def test_resnet_placement(attention: str) -> None:
 
 
 @pytest.mark.parametrize("placement", ["stage", "block"])
-@pytest.mark.parametrize("attention", SEED004_ATTENTION[1:])
+@pytest.mark.parametrize("attention", CNNTENTION_ATTENTION[1:])
 def test_weighted_residual_is_the_baseline_at_init(attention: str, placement: str) -> None:
     torch.manual_seed(0)
     baseline = cifar_resnet20().eval()
@@ -249,7 +249,7 @@ def test_knobs_reach_only_their_block() -> None:
     assert [m.block.heads for m in mhsa.attention_modules] == [4, 4, 4]
     selfatt = cifar_resnet20(attention="selfatt", scaled=True, heads=2)
     assert all(m.block.scaled for m in selfatt.attention_modules)
-    assert not cifar_resnet20(attention="selfatt").attn1.block.scaled  # seed 004: unscaled
+    assert not cifar_resnet20(attention="selfatt").attn1.block.scaled  # CNNtention: unscaled
 
 
 def test_attention_init_kaiming_touches_only_the_attention() -> None:

@@ -1,4 +1,4 @@
-"""Model registry and the seed-001 MNIST CNN: parameter counts, shapes, one training step."""
+"""Model registry and the Reduced-MNIST CNN: parameter counts, shapes, one training step."""
 
 from __future__ import annotations
 

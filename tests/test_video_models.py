@@ -1,4 +1,4 @@
-"""Video networks: seed 003's R(2+1)D-18 (+ Perceiver) and the WLASL frame + temporal models.
+"""Video networks: the HMDB51 study's R(2+1)D-18 (+ Perceiver), the WLASL frame + temporal models.
 
 Parameter counts are checked at full size on the meta device (no memory, no init cost)
 against the source's reported figures; forward/backward on tiny clips checks shapes and that

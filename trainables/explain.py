@@ -1,10 +1,11 @@
 """What a trained model looked at: its attention modules' own maps and Grad-CAM heatmaps.
 
 Why both: an attention module's map is what the module *computed*, which need not be what
-the decision depended on; Grad-CAM (Selvaraju et al., ICCV 2017) weighs the last feature
-map by the gradient of the predicted class, i.e. what the logit was sensitive to. Seed 004
-argues from Grad-CAM pictures alone; putting both beside each other, on the same fixed
-validation images for every variant and seed, lets a reader check such arguments.
+the decision depended on; Grad-CAM (Selvaraju et al., ICCV 2017) weighs the last feature map
+by the gradient of the predicted class, i.e. what the logit was sensitive to. CNNtention
+(arXiv:2412.11657) argues from Grad-CAM pictures alone; putting both beside each other, on
+the same fixed validation images for every variant and seed, lets a reader check such
+arguments.
 
 The file format is the contract with the report (see `analysis/schema.py`, MAPS_FILE):
 one `maps.npz` per trial with

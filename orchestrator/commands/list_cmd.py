@@ -15,6 +15,7 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from orchestrator.space import grid_axes
     from search_spaces.registry import load_experiment, preset_names
+    from search_spaces.sources import cite_short
     from trainables.data.registry import dataset_spec
 
     rows = []
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         ok = all(found for found, _ in checks)
         detail = "; ".join(f"{n}: {d}" if len(names) > 1 else d
                            for n, (_, d) in zip(names, checks, strict=True))
-        rows.append((name, exp.modality, "yes" if ok else "no", detail, exp.source))
+        rows.append((name, exp.modality, "yes" if ok else "no", detail, cite_short(exp.source)))
     width = max(len(r[0]) for r in rows)
     print(f"{'preset':<{width}}  modality     data  source")
     for name, modality, ok, detail, source in rows:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from orchestrator.commands.common import add_sweep_arguments, load_preset, sweep_options
+from search_spaces.sources import cite
 
 
 def add_parser(commands) -> None:
@@ -69,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
     exp = load_preset(args.preset)
     plan = make_plan(exp, sweep_options(args), check_files=False)
     print(f"{exp.name}  ({exp.modality}, trainable: {exp.trainable})")
-    print(f"source:     {exp.source}")
+    label = "source:    "
+    for line in cite(exp.source, sep="\n").splitlines():
+        print(f"{label} {line}")
+        label = "           "
     print(f"variants:   axes {', '.join(plan.variant_keys)}; baseline {exp.baseline_variant}")
     print(f"trials:     {plan.n_trials}")
     print(f"scheduler:  {plan.scheduler} (metric {exp.metric}, mode {exp.mode}, max_t {plan.max_t} epochs)")

@@ -2,11 +2,12 @@
 gated networks", MedIA 2019 / the IPMI attention-gated VGG16_bn).
 
 Why beside Jetley's estimator: the two differ in the compatibility function, which is the
-axis seed 002 asks to ablate. Jetley adds l and a *global vector* g and scores linearly;
-the grid gate projects l and a *coarse map* g into a small joint space, adds them, applies
-a ReLU and only then scores (additive attention, Bahdanau-style), with a sigmoid per
-position instead of a softmax, so several regions can be kept at once, and the gating map
-keeps a grid of its own, so the gating context differs from place to place.
+axis the blog article "How Attention Improves a CNN's performance" asks to ablate. Jetley
+adds l and a *global vector* g and scores linearly; the grid gate projects l and a *coarse
+map* g into a small joint space, adds them, applies a ReLU and only then scores (additive
+attention, Bahdanau-style), with a sigmoid per position instead of a softmax, so several
+regions can be kept at once, and the gating map keeps a grid of its own, so the gating
+context differs from place to place.
 
 Layout as the reference code (ozan-oktay/Attention-Gated-Networks, `GridAttentionBlock2D`,
 sub-sample factor 1): theta = W_l 1x1 conv without bias, phi = W_g 1x1 conv with bias,

@@ -1,9 +1,9 @@
 """Shared knobs of the gating blocks: timm's channel rounding and a gate-recording switch.
 
 Why a guard timm lacks: timm inflates a sub-channel hidden width (say 16 channels at ratio
-1/32) to `rd_divisor` without a word. Seed 004 sweeps CBAM's reduction up to 32 on 16-channel
-stages, where that silent inflation would make "r=32" mean something else, so a ratio that
-asks for less than one hidden channel is an error here.
+1/32) to `rd_divisor` without a word. CNNtention (arXiv:2412.11657) sweeps CBAM's reduction
+up to 32 on 16-channel stages, where that silent inflation would make "r=32" mean something
+else, so a ratio that asks for less than one hidden channel is an error here.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Multi-head self-attention on feature maps (Vaswani et al., "Attention Is All You Need", 2017).
 
-Why a map version beside the token one: seed 004 drops attention between ResNet stages,
-where activations are (B, C, H, W); 1x1 conv projections let it work on the map directly
-with no reshape in the backbone, and the output projection back to C keeps the block's
-shape contract. Several scaled heads are seed 004's "MHA" variant (8 heads, 8.94% CIFAR-10
-error), the counterpart of the single unscaled head in `self_attention.py`.
+Why a map version beside the token one: CNNtention (arXiv:2412.11657) drops attention
+between ResNet stages, where activations are (B, C, H, W); 1x1 conv projections let it work
+on the map directly with no reshape in the backbone, and the output projection back to C
+keeps the block's shape contract. Several scaled heads are CNNtention's "MHA" variant (8
+heads, 8.94% CIFAR-10 error), the counterpart of the single unscaled head in
+`self_attention.py`.
 """
 
 from __future__ import annotations

@@ -60,8 +60,8 @@ def create_attn(name: str | None, channels: int, **kwargs: object) -> nn.Module 
 
 register_attn("se")(SqueezeExcite)
 register_attn("cbam")(CBAM)
-register_attn("spatial")(PointwiseSpatialGate)  # seed 001's Conv2D(1, 1x1, sigmoid)
+register_attn("spatial")(PointwiseSpatialGate)  # the Reduced-MNIST study's Conv2D(1, 1x1, sigmoid)
 register_attn("spatial7")(SpatialGate)  # CBAM's 7x7 spatial gate on its own
 register_attn("eca")(EfficientChannelAttention)
-register_attn("selfatt")(SelfAttention2d)  # seed 004's SelfAtt: C -> C q/k, unscaled
-register_attn("mhsa")(MultiHeadSelfAttention2d)  # seed 004's MHA: 8 heads, scaled
+register_attn("selfatt")(SelfAttention2d)  # CNNtention's SelfAtt: C -> C q/k, unscaled
+register_attn("mhsa")(MultiHeadSelfAttention2d)  # CNNtention's MHA: 8 heads, scaled

@@ -1,11 +1,11 @@
 """How an attention block joins the backbone: F(x), x + F(x), or x + gamma * F(x).
 
-Why a wrapper rather than a flag on each block: seed 004 puts every attention variant
-(SelfAtt, MHA, CBAM) behind the same residual (its eqs. 2-3) and compares plain against
-weighted residuals (Shen & Zeng 2016: gamma learnable, starting at 0, val acc 90.01 vs
-88.00 for SelfAtt). With gamma = 0 the wrapped block is exactly the identity at init, so a
-pretrained or baseline backbone starts unchanged and learns how much attention to mix in.
-One wrapper keeps that choice an orthogonal sweep axis for every registered block.
+Why a wrapper rather than a flag on each block: CNNtention (arXiv:2412.11657) puts every
+attention variant (SelfAtt, MHA, CBAM) behind the same residual (its eqs. 2-3) and compares
+plain against weighted residuals (Shen & Zeng 2016: gamma learnable, starting at 0, val acc
+90.01 vs 88.00 for SelfAtt). With gamma = 0 the wrapped block is exactly the identity at
+init, so a pretrained or baseline backbone starts unchanged and learns how much attention to
+mix in. One wrapper keeps that choice an orthogonal sweep axis for every registered block.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _check_mode(mode: str) -> None:
 
 
 class AttentionResidual(nn.Module):
-    """Residual around an attention block (seed 004 eqs. 2-3; Shen & Zeng 2016 for "weighted").
+    """Residual around an attention block (CNNtention eqs. 2-3; Shen & Zeng 2016 for "weighted").
 
     "none": block(x); "plain": x + block(x); "weighted": x + gamma * block(x) with a learnable
     scalar gamma starting at 0. `self.gamma` exists only in "weighted" mode.

@@ -1,9 +1,10 @@
 """SAGAN self-attention over map positions (Zhang et al., "Self-Attention GANs", 2019).
 
-Why a separate block from multi-head attention: seed 004's "SelfAtt" is one head with
-C -> C query/key projections (SAGAN itself uses C/8) and *no* 1/sqrt(d) scale, so the
-softmax over positions is sharper than Vaswani's; that unscaled variant scored best in the
-seed (8.56% CIFAR-10 error), so it is the default here and `scaled=True` is the ablation.
+Why a separate block from multi-head attention: CNNtention's (arXiv:2412.11657) "SelfAtt" is
+one head with C -> C query/key projections (SAGAN itself uses C/8) and *no* 1/sqrt(d) scale,
+so the softmax over positions is sharper than Vaswani's; that unscaled variant scored best
+in CNNtention (8.56% CIFAR-10 error), so it is the default here and `scaled=True` is the
+ablation.
 No residual and no SAGAN gamma inside: `AttentionResidual` adds `x + F(x)` or
 `x + gamma * F(x)`, so every block in the registry combines with `x` the same way.
 """
@@ -20,7 +21,7 @@ from trainables.blocks.helpers import RecordsMap
 class SelfAttention2d(RecordsMap):
     """SAGAN self-attention (Zhang et al. 2019): softmax(q^T k) v over the H*W positions.
 
-    q, k: 1x1 conv C -> qk_channels (default C, as in seed 004); v: 1x1 conv C -> C. Each
+    q, k: 1x1 conv C -> qk_channels (default C, as in CNNtention); v: 1x1 conv C -> C. Each
     query position's softmax runs over all key positions, unscaled unless `scaled=True`.
     Returns the attended values F(x), shape (B, C, H, W). With `record_gate` on,
     `last_gate` is a (B, 1, H, W) map of the attention each position receives (the mean
@@ -44,7 +45,7 @@ class SelfAttention2d(RecordsMap):
         self.channels = channels
         self.qk_channels = qk_channels
         self.scaled = scaled
-        # SDPA's own default is 1/sqrt(d); 1.0 switches the scale off (seed 004's math).
+        # SDPA's own default is 1/sqrt(d); 1.0 switches the scale off (CNNtention's math).
         self.scale = qk_channels**-0.5 if scaled else 1.0
         self.to_q = nn.Conv2d(channels, qk_channels, kernel_size=1, bias=bias)
         self.to_k = nn.Conv2d(channels, qk_channels, kernel_size=1, bias=bias)

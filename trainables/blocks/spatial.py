@@ -1,4 +1,5 @@
-"""Pointwise spatial gate: seed 001's "spatial attention", Conv2D(1, 1x1, sigmoid) times the map.
+"""Pointwise spatial gate: Conv2D(1, 1x1, sigmoid) times the map, the "spatial attention" of
+the Reduced-MNIST study ("Impact of Attention Mechanisms in Deep Learning", Part A).
 
 Why keep it next to CBAM's 7x7 gate: it sees one pixel's channels only (no neighbourhood, no
 pooling), so it is the cheapest spatial gate and the ablation's lower bound.
@@ -13,7 +14,7 @@ from trainables.blocks.helpers import GateModule, LayerFactory
 
 
 class PointwiseSpatialGate(GateModule):
-    """Pointwise spatial gate (seed 001 Part A): gate(conv1x1(C -> 1)) -> x * gate."""
+    """Pointwise spatial gate (the Reduced-MNIST study): gate(conv1x1(C -> 1)) -> x * gate."""
 
     def __init__(
         self,

@@ -1,7 +1,8 @@
 """Squeeze-and-Excitation channel gate (Hu et al., "Squeeze-and-Excitation Networks", 2018).
 
-Why: a global-average "squeeze" lets every channel's weight depend on the whole image at
-the cost of two tiny 1x1 convs; seed 001 found it the cheapest variant that helped.
+Why: a global-average "squeeze" lets every channel's weight depend on the whole image at the
+cost of two tiny 1x1 convs; the Reduced-MNIST study ("Impact of Attention Mechanisms in Deep
+Learning", Part A) found it the cheapest variant that helped.
 """
 
 from __future__ import annotations

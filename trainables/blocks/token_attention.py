@@ -1,8 +1,9 @@
 """Multi-head self-attention on token sequences (Vaswani et al., "Attention Is All You Need", 2017).
 
 Why an inner width apart from `dim`: Keras' `MultiHeadAttention(num_heads, key_dim)`, which
-seed 001 used, projects to `num_heads * key_dim` whatever the token width, so 4 heads of 64
-on 64-dim tokens work in 256 dims (66,368 parameters); this module reproduces that layout.
+the Reduced-MNIST study ("Impact of Attention Mechanisms in Deep Learning", Part A) used,
+projects to `num_heads * key_dim` whatever the token width, so 4 heads of 64 on 64-dim
+tokens work in 256 dims (66,368 parameters); this module reproduces that layout.
 """
 
 from __future__ import annotations

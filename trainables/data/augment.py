@@ -94,7 +94,7 @@ def _device_generator(source: torch.Generator, device: torch.device) -> torch.Ge
 
 
 class GaussianNoise:
-    """Add N(0, ``std``) noise to every input value (seed 001 Part B: 0.02 on [0, 1] images)."""
+    """Add N(0, ``std``) noise to every input value (the FSDD study: 0.02 on [0, 1] images)."""
 
     def __init__(self, std: float, *, generator: torch.Generator) -> None:
         if std < 0:

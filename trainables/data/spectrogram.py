@@ -1,9 +1,10 @@
 """Waveform -> spectrogram image: log-mel or linear STFT, scaled to uint8, a fixed size.
 
-Why images: seed 001 Part B trained LeNet-style CNNs on 128x128 spectrogram *pictures*,
-rescaled by 1/255. Producing the same kind of array (uint8, low frequencies at the bottom
-row, loudest bin 255, ``top_db`` below it 0) lets the spectrogram study reuse the image
-path unchanged: the same device-resident splits, the same loop, the same galleries.
+Why images: Part B of "Impact of Attention Mechanisms in Deep Learning" trained LeNet-style
+CNNs on 128x128 spectrogram *pictures*, rescaled by 1/255. Producing the same kind of array
+(uint8, low frequencies at the bottom row, loudest bin 255, ``top_db`` below it 0) lets the
+spectrogram study reuse the image path unchanged: the same device-resident splits, the same
+loop, the same galleries.
 
 Time axis: with ``duration_s`` None each clip's own spectrogram is stretched to ``width``
 frames, as resizing a plotted spectrogram does (the source's pipeline); a number pads or

@@ -29,7 +29,7 @@ block (the CBAM paper's density, kept as `layerN[i].attn`; 3n modules). Each is 
 figure 5), "plain" (x + F(x)) or "weighted" (x + gamma F(x), gamma from 0: the network is
 exactly the baseline at init).
 
-Where the seed is vague, the choices made: CBAM/SE reduction r gives a hidden width of
+Where CNNtention is vague, the choices made: CBAM/SE reduction r gives a hidden width of
 max(1, C // r), passed as `rd_channels` (CNNtention sweeps r in {8, 16, 32} on stages of 16,
 32 and 64 channels, so C // r reaches 0 at r=32 on the first stage; the clamp keeps one
 hidden unit there, and the module reports the width it got in `rd_channels`). No timm-style

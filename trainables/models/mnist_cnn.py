@@ -1,4 +1,5 @@
-"""Seed 001 Part A: the five Reduced-MNIST CNNs (base, spatial, self, CBAM, SE) as one class.
+"""The five Reduced-MNIST CNNs (base, spatial, self, CBAM, SE) as one class, from Part A of the
+course report "Impact of Attention Mechanisms in Deep Learning" (Problem 4).
 
 Layout as the source's Keras models, biases everywhere, PyTorch default init:
 Conv(32, 3x3, valid) + ReLU -> MaxPool2 -> [map attention, 13x13x32] -> Conv(64, 3x3, valid)
@@ -48,7 +49,7 @@ class TokenSelfAttention2d(nn.Module):
 
 
 class MnistCNN(nn.Module):
-    """Seed 001's small CNN with one optional attention module (see the module docstring).
+    """The Part A small CNN with one optional attention module (see the module docstring).
 
     `attention` is the attention module or None; `attention_after` says which conv block
     it follows ("block1" for map gates, "block2" for "self", None without attention).
@@ -132,7 +133,7 @@ def mnist_cnn(
     heads: int = 4,
     reduction: int = 8,
 ) -> MnistCNN:
-    """Seed 001 Part A CNN; `attention` is one of "none", "spatial", "self", "cbam", "se".
+    """The Reduced-MNIST CNN; `attention` is one of "none", "spatial", "self", "cbam", "se".
 
     ``heads`` (self) and ``reduction`` (se, cbam: hidden width 32 // reduction) are the
     knobs the source proposes to tune; their defaults are the source's 4 and 8."""

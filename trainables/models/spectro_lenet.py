@@ -1,4 +1,5 @@
-"""Seed 001 Part B: the three spoken-digit spectrogram CNNs (LeNet, CBAM, hybrid) as one class.
+"""The three spoken-digit spectrogram CNNs (LeNet, CBAM, hybrid) as one class, from Part B of
+the course report "Impact of Attention Mechanisms in Deep Learning" (Problem 4).
 
 The source's Keras models read 128x128x3 spectrogram images (10 digits) and differ only in
 what follows each conv; one class with switches keeps their shared LeNet body identical.
@@ -86,7 +87,7 @@ def _attention(kind: str, channels: int, reduction: int) -> nn.Module | None:
 
 
 class SpectroLeNet(nn.Module):
-    """Seed 001 Part B's spectrogram LeNet with optional BN / attention / dropout / L2.
+    """The Part B spectrogram LeNet with optional BN / attention / dropout / L2.
 
     See the module docstring for the layout and counts. `stage1`, `stage2` are
     nn.Sequentials with children conv, act, [bn], [attn], [drop], pool; `head` holds
@@ -219,7 +220,7 @@ def spectro_lenet(
     image_size: int = 128,
     image_width: int | None = None,
 ) -> SpectroLeNet:
-    """Seed 001 Part B spectrogram LeNet; see `trainables.models.spectro_lenet`.
+    """The Part B spectrogram LeNet; see `trainables.models.spectro_lenet`.
 
     attention: "none", "cbam" (full CBAM) or "channel" (SE + LayerNorm over channels), after
     each conv's ReLU (and BN, with `batchnorm`); reduction: squeeze-MLP hidden width

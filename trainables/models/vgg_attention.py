@@ -1,4 +1,5 @@
-"""VGG16_bn with attention at three depths for 32x32 inputs: seed 002 (Jetley et al. 2018).
+"""VGG16_bn with attention at three depths for 32x32 inputs (Jetley et al. 2018), as in the blog
+article "How Attention Improves a CNN's performance: A Beginner's Perspective".
 
 "Learn to Pay Attention" (Jetley, Lord, Lee and Torr, ICLR 2018) in the "attention before
 pooling" CIFAR layout of the public reimplementation (SaoYan/LearnToPayAttention,
@@ -188,7 +189,7 @@ def vgg16_attention(
     width: int = 64,
     dropout: float = 0.0,
 ) -> VGGAttention:
-    """Seed 002: Jetley et al. 2018 VGG16_bn with attention for 32x32 inputs.
+    """Jetley et al. 2018 VGG16_bn with attention for 32x32 inputs.
 
     attention: "none" (plain VGG16_bn), "linear" (Jetley's estimator; `normalize` "softmax"
     or "sigmoid") or "gate" (IPMI 2019 grid attention gates); width: channels of block1,

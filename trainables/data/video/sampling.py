@@ -1,14 +1,15 @@
 """Which frames of a video are stored, and which stored frames make a clip.
 
-Why store a frame *sequence* per video rather than fixed clips: HMDB51's recipe (seed 003)
-takes 16 frames spread over 2 seconds, a new random 2-second window of each video every
-training epoch, and uniform windows covering each video for validation. Decoding at the
-clip's frame rate (16 frames / 2 s = 8 fps) once and keeping every such frame means any
-window is 16 consecutive stored frames: a random training clip costs a slice, not a decode,
-and the store holds each frame once instead of once per overlapping clip (HMDB51 at 128x171:
-about 1.7 MB per video). WLASL's recipe (seed 000 part II) takes a fixed set of 8 frames
-around the centre of the sign, so its store holds exactly those frames and every "window"
-is the whole sequence.
+Why store a frame *sequence* per video rather than fixed clips: HMDB51's recipe (the 3DCNN +
+attention study, vuthanhtung2412/3DCNN-Attention-mechanism) takes 16 frames spread over
+2 seconds, a new random 2-second window of each video every training epoch, and uniform
+windows covering each video for validation. Decoding at the clip's frame rate
+(16 frames / 2 s = 8 fps) once and keeping every such frame means any window is 16
+consecutive stored frames: a random training clip costs a slice, not a decode, and the store
+holds each frame once instead of once per overlapping clip (HMDB51 at 128x171: about 1.7 MB
+per video). WLASL's recipe (Part II of "How Attention Affects CNN Modules During Training")
+takes a fixed set of 8 frames around the centre of the sign, so its store holds exactly
+those frames and every "window" is the whole sequence.
 """
 
 from __future__ import annotations

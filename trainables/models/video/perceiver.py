@@ -1,4 +1,6 @@
-"""Seed 003's HMDB51 network: truncated R(2+1)D-18 tokens read by a Perceiver (Jaegle et al. 2021).
+"""The HMDB51 network of "Video processing with 3DCNN and Attention mechanism" (GitHub,
+vuthanhtung2412/3DCNN-Attention-mechanism): truncated R(2+1)D-18 tokens read by a Perceiver
+(Jaegle et al. 2021).
 
 Layout (perceiver-pytorch's conventions, which the study followed):
 
@@ -329,7 +331,7 @@ class PerceiverEncoder(nn.Module):
 
 
 class R2Plus1DPerceiver(nn.Module):
-    """Seed 003's network: `cnn` (truncated R(2+1)D-18) -> `attention` (PerceiverEncoder) ->
+    """The HMDB51 study's network: `cnn` (truncated R(2+1)D-18) -> `attention` (PerceiverEncoder) ->
     `head` (Dropout + Linear). Input (B, 3, T, H, W) normalised clips; output logits."""
 
     def __init__(
@@ -413,7 +415,7 @@ def r2plus1d_perceiver(
     dropout: float = 0.0,
     pretrained: bool = False,
 ) -> R2Plus1DPerceiver | R2Plus1DClassifier:
-    """Seed 003: truncated R(2+1)D-18 + Perceiver; see `trainables.models.video.perceiver`.
+    """The HMDB51 study's truncated R(2+1)D-18 + Perceiver; see `trainables.models.video.perceiver`.
 
     ``cross_blocks=0, self_per_cross=0`` (no attention at all) is the study's baseline row:
     the plain CNN with its own average-pool + linear head (`r2plus1d`). One builder for all

@@ -1,4 +1,6 @@
-"""Seed 003's CNN: torchvision's R(2+1)D-18 (Tran et al. 2018), truncated, and its baseline.
+"""The HMDB51 study's CNN: torchvision's R(2+1)D-18 (Tran et al. 2018), truncated, and its
+baseline. The study: "Video processing with 3DCNN and Attention mechanism" (GitHub,
+vuthanhtung2412/3DCNN-Attention-mechanism).
 
 The study varies how much of the video CNN runs before the attention: it keeps the first
 `cnn_blocks` of R(2+1)D-18's 8 basic blocks (4 layers x 2) and drops avgpool and fc. For a
@@ -151,7 +153,7 @@ def r2plus1d(
     dropout: float = 0.0,
     pretrained: bool = False,
 ) -> R2Plus1DClassifier:
-    """Seed 003 baseline: truncated R(2+1)D-18 + average pool + Linear; see the module doc.
+    """The study's baseline: truncated R(2+1)D-18 + average pool + Linear; see the module doc.
 
     cnn_blocks: basic blocks kept, 4, 6, 7 or 8; dropout: before the Linear; pretrained:
     Kinetics-400 weights from the torch hub cache (never downloaded).
