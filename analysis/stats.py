@@ -238,11 +238,14 @@ def paired_t_power(n: int | np.ndarray, effect: float, sd: float, alpha: float
     crit = _scipy().t.ppf(1 - alpha / 2, df)
     ncp = abs(effect) / sd * np.sqrt(n)
     with np.errstate(all="ignore"):
-        power = _scipy().nct.sf(crit, df, ncp) + _scipy().nct.cdf(-crit, df, ncp)
-    # scipy's noncentral t returns nan far in its tail (large ncp); the normal
-    # approximation is accurate exactly there.
-    approx = _scipy().norm.sf(crit - ncp) + _scipy().norm.cdf(-crit - ncp)
-    power = np.clip(np.where(np.isfinite(power), power, approx), 0.0, 1.0)
+        upper = _scipy().nct.sf(crit, df, ncp)
+        lower = _scipy().nct.cdf(-crit, df, ncp)
+    # scipy's noncentral t returns nan now and then far in a tail (large ncp: the upper tail
+    # near 1, the lower near 0); the normal approximation of that tail alone is accurate
+    # exactly there.
+    upper = np.where(np.isfinite(upper), upper, _scipy().norm.sf(crit - ncp))
+    lower = np.where(np.isfinite(lower), lower, _scipy().norm.cdf(-crit - ncp))
+    power = np.clip(upper + lower, 0.0, 1.0)
     return float(power) if power.ndim == 0 else power
 
 

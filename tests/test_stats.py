@@ -308,3 +308,71 @@ def test_aso_edge_cases():
     assert aso_epsilon([0.9, None], [0.8, float("nan")]) == 0.0  # single scores, A above B
 
 
+
+
+# --------------------------------------------------------------------------- small contracts
+
+
+def test_interval_labels_name_the_method_and_level():
+    from analysis.stats import interval_label
+
+    assert interval_label("t") == "95% t-interval"
+    assert interval_label("bca", 0.9) == "90% bootstrap interval (BCa)"
+
+
+def test_estimate_passes_its_level_and_seed_on():
+    x = [0.91, 0.93, 0.90, 0.95]
+    e = estimate(x, confidence=0.8)
+    assert (e.ci_low, e.ci_high) == t_interval(x, confidence=0.8)
+    b = estimate(x, interval="bca", confidence=0.8, seed=3)
+    assert (b.ci_low, b.ci_high) == bootstrap_ci(x, confidence=0.8, seed=3)
+    assert estimate([1.0, 2.0]).std == pytest.approx(math.sqrt(0.5))  # n = 2 has a spread
+
+
+def test_tiny_differences_are_not_mistaken_for_no_spread():
+    d = [2e-9, 1e-9, 3e-9, 2.5e-9]
+    assert paired_t_test(d) == pytest.approx(st.ttest_1samp(d, 0).pvalue)
+    assert t_interval(d)[0] < t_interval(d)[1]
+
+
+def test_power_is_a_float_for_one_n_and_an_array_for_many():
+    assert isinstance(paired_t_power(5, 0.01, 0.01, 0.05), float)
+    assert paired_t_power(np.array([3, 5]), 0.01, 0.01, 0.05).shape == (2,)
+
+
+def test_detectable_effect_at_two_seeds_and_seeds_needed_at_its_bounds():
+    from statsmodels.stats.power import TTestPower
+
+    d2 = TTestPower().solve_power(nobs=2, alpha=0.05, power=0.8)
+    assert detectable_effect(0.004, 2) == pytest.approx(d2 * 0.004, rel=1e-4)
+    assert seeds_needed(1.0, 100.0) == 2            # a huge effect: the fewest pairs a test has
+    assert seeds_needed(1.0, 1.0, max_seeds=10) == 10   # exactly at the cap still counts
+    assert seeds_needed(1.0, 1.0, max_seeds=9) is None
+
+
+def test_fisher_with_one_run_each_and_holm_caps_at_one():
+    assert failure_rate_test(1, 1, 0, 1) == pytest.approx(1.0)
+    np.testing.assert_allclose(holm([0.6, 0.7]), [1.0, 1.0])
+
+
+def test_adjust_dispatches_by_name():
+    from analysis.stats import adjust
+
+    p = [0.01, 0.04, 0.03]
+    np.testing.assert_allclose(adjust(p, "bh"), benjamini_hochberg(p))
+    np.testing.assert_allclose(adjust(p, "holm"), holm(p))
+    np.testing.assert_allclose(adjust(p, "none"), p)
+    with pytest.raises(ValueError, match="correction must be one of"):
+        adjust(p, "bonferroni")
+
+
+def test_tost_error_names_the_margin():
+    with pytest.raises(ValueError, match=r"margin must be positive, got -0\.1"):
+        tost([0.1, 0.2], -0.1)
+
+
+def test_power_survives_scipys_nan_in_one_tail():
+    # scipy's nct.cdf returns nan for this lower tail (about 1e-16); the power is the upper
+    # tail's 0.7746, not the normal approximation of both tails (0.997, as it once was).
+    assert paired_t_power(2, 0.0437, 0.004, 0.05) == pytest.approx(
+        st.nct.sf(st.t.ppf(0.975, 1), 1, 0.0437 / 0.004 * math.sqrt(2)), abs=1e-9)

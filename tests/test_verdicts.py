@@ -191,3 +191,118 @@ def test_a_closed_run_judges_the_seeds_it_has():
     j = judge(data, "none", SeedSchedule(3, 7, 2), closed=True)
     (c,) = j.comparisons
     assert not c.provisional and c.verdict == "worse" and j.more == {}
+
+
+# --------------------------------------------------------------------------- exact contracts
+
+
+def test_every_field_carries_what_was_asked_for():
+    from analysis.stats import detectable_effect, seeds_needed
+
+    noisy = [0.01, -0.012, 0.008, -0.006, 0.011]
+    runs = _runs(BASE8[:5], a=_shift(BASE8[:5], 0.0, noisy), b=_shift(BASE8[:5], 0.001, noisy))
+    a, _ = compare_to_baseline(runs, "baseline", metric="test_acc", confidence=0.9,
+                               higher_is_better=False, margin=0.01)
+    d = np.asarray(noisy)
+    assert (a.metric, a.correction, a.confidence, a.higher_is_better) == (
+        "test_acc", "holm", 0.9, False)
+    assert (a.look, a.looks, a.margin, a.alpha, a.alpha_look) == (1, 1, 0.01, 0.05, 0.05)
+    assert a.sd_diff == pytest.approx(d.std(ddof=1))
+    assert (a.ci_low, a.ci_high) == tuple(pytest.approx(x) for x in st.t.interval(
+        0.9, 4, loc=d.mean(), scale=st.sem(d)))
+    # Power is planned at the worst case of Holm over the 2 arms: alpha / 2.
+    assert a.detectable == pytest.approx(detectable_effect(a.sd_diff, 5, alpha=0.025))
+    assert a.seeds_for_margin == seeds_needed(a.sd_diff, 0.01, alpha=0.025)
+    (alone,) = compare_to_baseline({"baseline": runs["baseline"], "a": runs["a"]}, "baseline",
+                                   correction="none", margin=0.01)
+    assert alone.detectable == pytest.approx(detectable_effect(a.sd_diff, 5, alpha=0.05))
+    assert alone.correction == "none" and alone.p_adjusted == alone.p_value
+
+
+def test_bad_alpha_bounds_and_baseline_are_named():
+    runs = _runs(BASE8, x=BASE8)
+    for alpha in (0.0, 1.0):
+        with pytest.raises(ValueError, match=f"alpha must be in \\(0, 1\\), got {alpha}"):
+            compare_to_baseline(runs, "baseline", alpha=alpha)
+    with pytest.raises(KeyError, match="baseline 'nope' not in the arms \\(baseline, x\\)"):
+        compare_to_baseline(runs, "nope")
+
+
+def test_sentences_word_for_word():
+    # Checked by hand: differences 0.021, 0.019, 0.0205; sd 0.00104, t(0.975, 2) = 4.303.
+    arm = _shift(BASE8[:3], 0.02, [0.001, -0.001, 0.0005])
+    (better,) = compare_to_baseline(_runs(BASE8[:3], se=arm), "baseline")
+    assert better.sentence(label="test acc") == (
+        "se vs baseline on test acc: +2.02 points (95% t-interval +1.76 to +2.28, 3 paired "
+        "seeds; paired t p < 0.001; sign-flip check p = 0.25): better at α = 0.05. The "
+        "sign-flip check disagrees (with 3 seeds it cannot go below 0.25), so this rests on "
+        "the t-test's assumption of roughly normal seed differences.")
+    assert better.sentence(points=False).startswith(
+        "se vs baseline: +0.02017 (95% t-interval +0.01758 to +0.02275, 3 paired seeds;")
+    (same,) = compare_to_baseline(_runs(BASE8, eca=_shift(BASE8, 0.0)), "baseline")
+    assert same.sentence() == (
+        "eca vs baseline: -0.00 points (95% t-interval -0.03 to +0.02, 8 paired seeds; paired t "
+        "p = 0.91; sign-flip check p = 1.00): equivalent within ±0.50 points (TOST p < 0.001, "
+        "α = 0.05).")
+    noisy = [0.01, -0.012, 0.008]
+    j = judge(_seeded({"none": [0.9] * 3, "x": [0.9 + e for e in noisy]}), "none",
+              SeedSchedule(3, 7, 2))
+    (c,) = j.comparisons
+    assert c.sentence() == (
+        "x vs none: +0.20 points (95% t-interval -2.82 to +3.22, 3 paired seeds; paired t "
+        "p = 0.80; sign-flip check p = 1.00): inconclusive at α = 0.0167 (α 0.05 over 3 "
+        "looks): neither a difference nor equivalence within ±0.50 points; 3 seeds detect "
+        "only a difference of 6.89 points with 80% power; about 65 seeds would detect one of "
+        "0.50 points.")
+    (lonely,) = compare_to_baseline(_runs([0.9, None], x=[0.95, 0.96]), "baseline")
+    assert lonely.sentence() == (
+        "x vs baseline: 1 seed finished by both; x failed on 0 of 2 seeds, baseline on 1 of 2 "
+        "(Fisher p = 1.00), so nothing can be said yet: inconclusive.")
+
+
+def test_judge_freezes_a_decided_arm_and_judges_the_others_after_it():
+    # bad is decided at look 1 (3 seeds); its seeds 4-5 (say, run before a resume) would
+    # reverse it, but the verdict and its data stay those of look 1. slow, listed after it,
+    # is judged at look 2.
+    base = [0.90, 0.91, 0.905, 0.90, 0.90]
+    data = _seeded({"none": base, "bad": [0.85, 0.861, 0.854, 0.99, 0.99],
+                    "slow": [0.9, 0.92, 0.895, 0.91, 0.89]})
+    j = judge(data, "none", SeedSchedule(3, 5, 2), metric="test_acc", margin=0.02,
+              confidence=0.9, correction="bh", higher_is_better=True)
+    bad, slow = j.comparisons
+    assert (bad.verdict, bad.look, bad.n_pairs, bad.provisional) == ("worse", 1, 3, False)
+    assert (slow.look, slow.n_pairs, slow.provisional) == (2, 5, False)
+    assert (slow.metric, slow.margin, slow.confidence, slow.correction) == (
+        "test_acc", 0.02, 0.9, "bh")
+    assert j.look == 2 and j.more == {}
+
+
+def test_a_look_in_progress_does_not_replace_the_last_complete_one():
+    # Look 1 complete at 3 seeds; look 2 (5 seeds) has only seed 4 so far.
+    noisy = [0.01, -0.012, 0.008, 0.02]
+    data = _seeded({"none": [0.9] * 4, "x": [0.9 + e for e in noisy]})
+    j = judge(data, "none", SeedSchedule(3, 7, 2))
+    (c,) = j.comparisons
+    assert (c.look, c.n_pairs, c.provisional) == (1, 3, False)
+    assert j.look == 1 and j.more == {"none": 1, "x": 1}
+
+
+def test_all_arms_decided_at_the_first_look_ends_the_run():
+    base = [0.90, 0.91, 0.905]
+    data = _seeded({"none": base, "bad": [0.85, 0.861, 0.854]})
+    j = judge(data, "none", SeedSchedule(3, 9, 2))
+    assert j.look == 1 and j.more == {} and j.comparisons[0].verdict == "worse"
+
+
+def test_schedule_edges_and_record():
+    assert SeedSchedule.fixed(1).looks == (1,)
+    assert SeedSchedule(1, 2, 1).looks == (1, 2)
+    assert SeedSchedule(3, 12, 2).to_meta() == {
+        "initial": 3, "maximum": 12, "batch": 2, "looks": [3, 5, 7, 9, 11, 12],
+        "design": "Bonferroni over the planned looks"}
+    with pytest.raises(ValueError, match="initial seeds must be at least 1, got 0"):
+        SeedSchedule(0, 3)
+    with pytest.raises(ValueError, match=r"max seeds \(2\) must be at least the initial seeds \(3\)"):
+        SeedSchedule(3, 2)
+    with pytest.raises(ValueError, match="seed batch must be at least 1, got 0"):
+        SeedSchedule(3, 5, 0)
