@@ -376,3 +376,12 @@ def test_power_survives_scipys_nan_in_one_tail():
     # tail's 0.7746, not the normal approximation of both tails (0.997, as it once was).
     assert paired_t_power(2, 0.0437, 0.004, 0.05) == pytest.approx(
         st.nct.sf(st.t.ppf(0.975, 1), 1, 0.0437 / 0.004 * math.sqrt(2)), abs=1e-9)
+
+
+def test_sign_flip_is_exact_up_to_sixteen_pairs_and_seeded_beyond():
+    assert sign_flip_test(np.arange(1.0, 17.0)) == 2 / 2**16  # exact: no Monte Carlo floor
+    d = [3, -1, 4, 1, -5, 9, 2, 6, -5, 3, 5, 8, -9, 7, 9, 3, 2, -3, 8, 4]
+    exact = _exact_sign_flip_p_integer(d)
+    # several chunks of random flips (100,000 per chunk at n = 20) add up
+    assert sign_flip_test(d, resamples=250_000, seed=3) == pytest.approx(exact, abs=0.003)
+    assert sign_flip_test(d, resamples=2000) == sign_flip_test(d, resamples=2000)

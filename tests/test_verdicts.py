@@ -306,3 +306,24 @@ def test_schedule_edges_and_record():
         SeedSchedule(3, 2)
     with pytest.raises(ValueError, match="seed batch must be at least 1, got 0"):
         SeedSchedule(3, 5, 0)
+
+
+def test_judge_passes_direction_and_alpha_through():
+    base = [0.90, 0.91, 0.905]
+    data = _seeded({"none": base, "low": [0.85, 0.861, 0.854]})
+    (c,) = judge(data, "none", SeedSchedule(3, 5, 2), higher_is_better=False,
+                 alpha=0.1).comparisons
+    assert c.verdict == "better" and c.alpha == 0.1 and c.alpha_look == pytest.approx(0.05)
+    assert "better at α = 0.05 (α 0.1 over 2 looks)" in c.sentence()
+
+
+def test_sentence_without_correction_and_with_a_check_that_can_reach_alpha():
+    # One wild seed: the t-test cannot tell, the sign-flip check (all 8 positive) can, and
+    # at 8 seeds it is not its floor that makes them disagree.
+    d = [0.001] * 7 + [0.05]
+    (c,) = compare_to_baseline(_runs([0.9] * 8, x=[0.9 + e for e in d]), "baseline",
+                               correction="none")
+    assert c.p_sign_flip == pytest.approx(2 / 256) and c.p_value > 0.05
+    text = c.sentence()
+    assert "paired t p = 0.28; sign-flip check p = 0.0078)" in text
+    assert "The sign-flip check disagrees, so this rests on" in text
