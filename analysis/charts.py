@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -83,15 +83,20 @@ def val_curves_chart(run: Run, order: Sequence[str]) -> alt.Chart | None:
 
 
 def seed_spread_chart(
-    run: Run, summary: pl.DataFrame, order: Sequence[str]
+    run: Run, summary: pl.DataFrame, order: Sequence[str],
+    colours: Mapping[str, str] | None = None,
 ) -> alt.LayerChart | None:
     """Test accuracy per variant: one dot per seed, mean ± std, and the reported number.
 
     Dots make seed noise visible next to the gap between variants; the reported number is a
     red diamond so that "reproduced or not" reads at a glance. Only ok/early_stopped trials
-    are dotted, matching the means. Returns None when there is nothing to draw.
+    are dotted, matching the means. Dots take the arms' `colours` (default
+    `plots.arm_colours(order)`); clicking one selects its arm in every chart of the page.
+    Returns None when there is nothing to draw.
     """
     import altair as alt
+
+    from analysis.plots import _arm_opacity, _arm_scale, _arm_selection, arm_colours
 
     seeds = _json_rows(
         run.trials.filter(
@@ -118,33 +123,43 @@ def seed_spread_chart(
     if not seeds and not reported:
         return None
 
-    y = alt.Y("variant:N", title=None, scale=alt.Scale(domain=list(order)))
+    y = alt.Y("variant:N", title=None, scale=alt.Scale(domain=list(order)),
+              axis=alt.Axis(labelLimit=180))
     x_title = "test acc"
-    colour = alt.Color("variant:N", scale=alt.Scale(domain=list(order)), legend=None)
+    x_axis = alt.Axis(labelOverlap="greedy", labelSeparation=6)
+    palette = arm_colours(order) if colours is None else colours
+    colour = alt.Color("variant:N", scale=_arm_scale(palette, [r["variant"] for r in seeds]),
+                       legend=None)
+    acc = ".4f"
     layers: list[alt.Chart] = []
     if seeds:
         layers.append(
             alt.Chart(alt.Data(values=seeds))
-            .mark_circle(size=70, opacity=0.75)
+            .mark_circle(size=70)
             .encode(
-                x=alt.X("test_acc:Q", title=x_title, scale=alt.Scale(zero=False)),
+                x=alt.X("test_acc:Q", title=x_title, scale=alt.Scale(zero=False), axis=x_axis),
                 y=y,
                 yOffset=alt.YOffset("seed:N"),  # deterministic jitter: one lane per seed
                 color=colour,
-                tooltip=["trial_id:N", "seed:O", "status:N", "test_acc:Q"],
+                opacity=_arm_opacity(0.8, 0.12),
+                tooltip=["variant:N", alt.Tooltip("seed:O", title="seed"),
+                         alt.Tooltip("test_acc:Q", title="test acc", format=acc),
+                         "status:N", alt.Tooltip("trial_id:N", title="trial")],
             )
         )
     if stats:
-        base = alt.Chart(alt.Data(values=stats)).encode(y=y)
+        base = alt.Chart(alt.Data(values=stats)).encode(y=y, opacity=_arm_opacity(1.0, 0.2))
         layers.append(
             base.mark_rule(color="black", strokeWidth=1.5).encode(
-                x=alt.X("lo:Q", title=x_title), x2="hi:Q"
+                x=alt.X("lo:Q", title=x_title, axis=x_axis), x2="hi:Q"
             )
         )
         layers.append(
             base.mark_tick(color="black", thickness=2.5, size=22).encode(
-                x=alt.X("test_acc_mean:Q", title=x_title),
-                tooltip=["variant:N", "test_acc_mean:Q", "lo:Q", "hi:Q"],
+                x=alt.X("test_acc_mean:Q", title=x_title, axis=x_axis),
+                tooltip=["variant:N", alt.Tooltip("test_acc_mean:Q", title="mean", format=acc),
+                         alt.Tooltip("lo:Q", title="mean - std", format=acc),
+                         alt.Tooltip("hi:Q", title="mean + std", format=acc)],
             )
         )
     if reported:
@@ -152,11 +167,14 @@ def seed_spread_chart(
             alt.Chart(alt.Data(values=reported))
             .mark_point(shape="diamond", filled=True, color="#d62728", size=120)
             .encode(
-                x=alt.X("reported_test_acc:Q", title=x_title),
+                x=alt.X("reported_test_acc:Q", title=x_title, axis=x_axis),
                 y=y,
-                tooltip=["variant:N", "reported_test_acc:Q"],
+                opacity=_arm_opacity(1.0, 0.2),
+                tooltip=["variant:N", alt.Tooltip("reported_test_acc:Q", title="reported",
+                                                  format=acc)],
             )
         )
+    layers[0] = layers[0].add_params(_arm_selection(legend=False))
     return alt.layer(*layers, title="Test accuracy per variant").properties(
         width=_WIDTH, height=alt.Step(34)
     )
@@ -194,20 +212,62 @@ def chart_html(chart: alt.TopLevelMixin, *, vl_version: str | None = None) -> st
 
 # Runs once the page has loaded: every figure's spec becomes an interactive chart. A figure
 # gets class "rendered" (or "render-failed", keeping its static SVG), which tests read.
+#
+# Then the charts are linked: Vega-Lite selections live in one view, so every view with the
+# shared "arm" selection (analysis.plots.ARM_PARAM) gets a listener that copies the arms
+# chosen there into the selection store of every other view. `current` (the arms last
+# copied) stops the echo: a view that receives the arms reports them back unchanged. When
+# all views are linked, <body> gets data-linked-charts="N" (N views), which tests read.
 _EMBED_INIT = """
-document.querySelectorAll("figure.chart").forEach(function (figure) {
-  var target = figure.querySelector(".vega-target");
-  var spec = JSON.parse(figure.querySelector("script.vega-lite-spec").textContent);
-  var fallback = target.innerHTML;
-  target.innerHTML = "";
-  vegaEmbed(target, spec, {renderer: "svg", actions: false}).then(function () {
-    figure.classList.add("rendered");
-  }).catch(function (error) {
-    target.innerHTML = fallback;
-    figure.classList.add("render-failed");
-    figure.setAttribute("data-error", String(error));
+(function () {
+  var ARM = "arm", STORE = "arm_store", FIELDS = "arm_tuple_fields";
+  var linked = [], current = "[]";
+
+  function armsOf(view) {
+    var value = view.signal(ARM) || {};
+    return (value.variant || []).filter(function (arm) { return arm != null; });
+  }
+  function keyOf(arms) { return JSON.stringify(arms.map(String).sort()); }
+  function setArms(view, arms) {
+    var fields = view.signal(FIELDS);
+    var tuples = arms.map(function (arm) { return {unit: "", fields: fields, values: [arm]}; });
+    var change = view.changeset().remove(function () { return true; }).insert(tuples);
+    view.change(STORE, change).runAsync();
+  }
+  function link(view) {
+    try { view.signal(ARM); view.data(STORE); } catch (error) { return; }
+    linked.push(view);
+    view.addSignalListener(ARM, function () {
+      var arms = armsOf(view), key = keyOf(arms);
+      if (key === current) { return; }
+      current = key;
+      linked.forEach(function (other) {
+        if (other !== view && keyOf(armsOf(other)) !== key) { setArms(other, arms); }
+      });
+    });
+  }
+
+  var embeds = Array.prototype.map.call(document.querySelectorAll("figure.chart"),
+    function (figure) {
+      var target = figure.querySelector(".vega-target");
+      var spec = JSON.parse(figure.querySelector("script.vega-lite-spec").textContent);
+      var fallback = target.innerHTML;
+      target.innerHTML = "";
+      return vegaEmbed(target, spec, {renderer: "svg", actions: false}).then(function (result) {
+        figure.classList.add("rendered");
+        return result.view;
+      }).catch(function (error) {
+        target.innerHTML = fallback;
+        figure.classList.add("render-failed");
+        figure.setAttribute("data-error", String(error));
+        return null;
+      });
+    });
+  Promise.all(embeds).then(function (views) {
+    views.forEach(function (view) { if (view) { link(view); } });
+    document.body.setAttribute("data-linked-charts", String(linked.length));
   });
-});
+})();
 """
 
 

@@ -24,8 +24,12 @@ if TYPE_CHECKING:
     import altair as alt
 
 __all__ = [
+    "ARM_PALETTE",
+    "ARM_PARAM",
+    "BASELINE_COLOUR",
     "STATUS_COLOURS",
     "VERDICT_COLOURS",
+    "arm_colours",
     "cost_frontier",
     "effect_plot",
     "export_chart",
@@ -43,13 +47,34 @@ _WIDTH = 560
 _HEIGHT = 300
 _RED = "#d62728"
 
-# Fixed colours, so that "red" means the same thing in every chart and every report.
+_GREY = "#8c8c8c"
+_ORANGE = "#ff7f0e"
+
+# Fixed colours, so that "red" means the same thing in every chart and every report. Two
+# vocabularies: t-interval verdicts (better/worse/equivalent/inconclusive) and the older
+# bootstrap ones; the same meaning gets the same colour in both.
 VERDICT_COLOURS: dict[str, str] = {
     "better": "#2ca02c",
     "worse": _RED,
-    "no detectable difference": "#8c8c8c",
-    "needs more seeds": "#ff7f0e",
+    "equivalent": _GREY,
+    "inconclusive": _ORANGE,
+    "no detectable difference": _GREY,
+    "needs more seeds": _ORANGE,
 }
+_VERDICT_VOCABULARIES = (
+    ("better", "worse", "equivalent", "inconclusive"),
+    ("better", "worse", "no detectable difference", "needs more seeds"),
+)
+# Arms (variants): the baseline in a neutral dark grey, the others from Tableau 10 without
+# its grey, red, green and orange, so that no arm looks like a verdict ("worse" is red) or a
+# status; gold is darkened for lines on white, indigo added for a seventh arm.
+BASELINE_COLOUR = "#4d4d4d"
+ARM_PALETTE: tuple[str, ...] = (
+    "#4c78a8", "#d6a427", "#b279a2", "#72b7b2", "#9d755d", "#ff9da6", "#5e4fa2",
+)
+# The selection every chart showing arms shares: clicking an arm in a legend (or a mark)
+# selects it; the report's script (analysis.charts) copies it into every other chart.
+ARM_PARAM = "arm"
 STATUS_COLOURS: dict[str, str] = {
     "ok": "#2ca02c",
     "early_stopped": "#1f77b4",
@@ -101,6 +126,65 @@ def _fixed_colours(mapping: Mapping[str, str], present: Iterable[str | None]) ->
     extra = len(domain) - len(mapping)
     spares = [_SPARE_COLOURS[i % len(_SPARE_COLOURS)] for i in range(extra)]
     return alt.Scale(domain=domain, range=[*mapping.values(), *spares])
+
+
+def arm_colours(order: Sequence[str], baseline: str | None = None) -> dict[str, str]:
+    """variant -> colour: `baseline` grey, the others in `order` from `ARM_PALETTE`.
+
+    Build it once per page and hand it to every chart, so an arm keeps its colour from chart
+    to chart (Vega would otherwise assign colours per chart, by each chart's own domain).
+    """
+    colours: dict[str, str] = {}
+    others = 0
+    for variant in dict.fromkeys(order):
+        if variant == baseline:
+            colours[variant] = BASELINE_COLOUR
+        else:
+            colours[variant] = ARM_PALETTE[others % len(ARM_PALETTE)]
+            others += 1
+    return colours
+
+
+def _arm_scale(colours: Mapping[str, str], present: Iterable[str | None]) -> alt.Scale:
+    """Colour scale of the arms: `colours` fixed, palette colours for arms it does not name."""
+    import altair as alt
+
+    domain = _domain(list(colours), present)
+    used = sum(1 for c in colours.values() if c != BASELINE_COLOUR)
+    extra = [v for v in domain if v not in colours]
+    mapping = {**colours, **{v: ARM_PALETTE[(used + i) % len(ARM_PALETTE)]
+                             for i, v in enumerate(extra)}}
+    return alt.Scale(domain=domain, range=[mapping[v] for v in domain])
+
+
+def _arm_selection(*, legend: bool) -> alt.Parameter:
+    """The shared `ARM_PARAM` selection on the variant field, bound to the legend or to clicks.
+
+    A legend-bound one reacts to the legend only (a click elsewhere clears it); the other
+    selects the arm of a clicked mark and clears on a double click.
+    """
+    import altair as alt
+
+    if legend:
+        return alt.selection_point(name=ARM_PARAM, fields=["variant"], bind="legend")
+    return alt.selection_point(name=ARM_PARAM, fields=["variant"], on="click", clear="dblclick")
+
+
+def _arm_opacity(selected: float, dimmed: float) -> dict[str, object]:
+    """Opacity channel: `selected` for the chosen arm (or all, when none is), else `dimmed`."""
+    return {"condition": {"param": ARM_PARAM, "value": selected}, "value": dimmed}
+
+
+def _arm_legend(**extra: object) -> alt.Legend:
+    """A variant legend that says it can be clicked; long arm names are cut, not overlapped.
+
+    symbolOpacity is fixed: a symbol opacity taken from a layer's opacity condition would
+    replace the legend encoding that the legend binding adds (the clicks would do nothing).
+    """
+    import altair as alt
+
+    return alt.Legend(**{"title": "variant (click)", "labelLimit": 180, "symbolOpacity": 1,
+                         **extra})
 
 
 def _is_finite(name: str) -> pl.Expr:
@@ -210,6 +294,35 @@ def _end_markers(labelled: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     return early.select(columns).sort("trial_id"), diverged.select(columns).sort("trial_id")
 
 
+def _padded_domain(values: pl.Series, *, bounded: bool) -> list[float]:
+    """[low, high] of the drawn values plus 5% of their span on each side (0.5 points, or 1% of
+    the value, where they do not spread), within [0, 1] when `bounded`.
+
+    The axis follows the data, not zero and not [0, 1]: differences of half a point between
+    arms at 98% accuracy are the result, and a 0-1 axis flattens them into one line.
+    """
+    low, high = float(values.min()), float(values.max())  # type: ignore[arg-type]
+    span = high - low
+    pad = 0.05 * span if span > 0 else (0.005 if bounded else 0.01 * max(abs(high), 1.0))
+    low, high = low - pad, high + pad
+    if bounded:
+        low, high = max(low, 0.0), min(high, 1.0)
+    return [low, high]
+
+
+def _seed_values(labelled: pl.DataFrame) -> pl.DataFrame:
+    """Per (variant, epoch) of the averaged trials, 'seed 0: 0.9812, seed 1: 0.9790, ...'."""
+    averaged = labelled.filter(~pl.col("status").is_in(_NOT_AVERAGED).fill_null(False))
+    text = pl.Series([f"{v:.4f}" for v in averaged["value"].to_list()], dtype=pl.String())
+    return (
+        averaged.with_columns(text.alias("text"))
+        .sort("variant", "epoch", "seed", "trial_id", nulls_last=True)
+        .group_by("variant", "epoch", maintain_order=True)
+        .agg(pl.format("seed {}: {}", pl.col("seed").cast(pl.String).fill_null("?"),
+                       pl.col("text")).str.join(", ").alias("seeds"))
+    )
+
+
 def learning_curves(
     epochs: pl.DataFrame,
     trials: pl.DataFrame,
@@ -217,46 +330,67 @@ def learning_curves(
     *,
     metric: str = "val_acc",
     confidence: float = 0.95,
+    colours: Mapping[str, str] | None = None,
 ) -> alt.TopLevelMixin | None:
     """Mean curve per variant with a t-interval band, each seed faint behind it.
 
     The band answers "is the gap between variants larger than seed noise, and from which
     epoch on?"; the faint seed curves keep an outlier seed visible instead of hiding it in a
     mean. Early-stopped trials end in a triangle, diverged ones in a red cross (tooltip
-    "diverged ..."), so a curve that stops is never mistaken for one that was cut off.
-    Returns None when no epoch has a finite `metric`.
+    "diverged ..."), so a curve that stops is never mistaken for one that was cut off. The y
+    axis spans the drawn values (`_padded_domain`); a wider band is clipped. `colours` maps
+    variants to colours (default `arm_colours(order)`); clicking an arm in the legend
+    highlights it (`ARM_PARAM`). Returns None when no epoch has a finite `metric`.
     """
     import altair as alt
 
     labelled = _labelled_epochs(epochs, trials, metric)
     if labelled.is_empty():
         return None
-    stats = _curve_stats(labelled, confidence)
+    stats = _curve_stats(labelled, confidence).join(
+        _seed_values(labelled), on=["variant", "epoch"], how="left")
     early, diverged = _end_markers(labelled)
 
     y_title = _title(metric)
     # The legend takes its look from the faint seed layer otherwise: force solid strokes.
     colour = alt.Color(
-        "variant:N", title="variant",
-        scale=alt.Scale(domain=_domain(order, labelled["variant"])),
-        legend=alt.Legend(symbolType="stroke", symbolOpacity=1, symbolStrokeWidth=3),
+        "variant:N",
+        scale=_arm_scale(arm_colours(order) if colours is None else colours, labelled["variant"]),
+        legend=_arm_legend(symbolType="stroke", symbolStrokeWidth=3),
     )
-    x = alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1))
+    first, last = int(labelled["epoch"].min()), int(labelled["epoch"].max())  # type: ignore[arg-type]
+    # Few epochs: a tick on each (Vega would put one at 1.5); many: Vega's, whole numbers.
+    ticks = {"values": list(range(first, last + 1))} if last - first <= 12 else {}
+    x = alt.X("epoch:Q", title="epoch", scale=alt.Scale(domain=[first, last], nice=False),
+              axis=alt.Axis(tickMinStep=1, format="d", labelOverlap="greedy", **ticks))
     # A symmetric t-band around an accuracy near 1 pokes above 1; the axis should not follow.
     bounded = "acc" in metric and labelled["value"].is_between(0.0, 1.0).all()
-    # Likewise below 0 with two seeds: an accuracy band is clipped to [0, 1].
-    y_scale = (alt.Scale(zero=False, domainMin=0, domainMax=1) if bounded
-               else alt.Scale(zero=False))
+    y_scale = alt.Scale(zero=False, nice=False,
+                        domain=_padded_domain(labelled["value"], bounded=bounded))
+
+    def y(field: str) -> alt.Y:
+        return alt.Y(f"{field}:Q", title=y_title, scale=y_scale,
+                     axis=alt.Axis(labelOverlap="greedy", labelSeparation=4))
+
+    value_format = ".4f"
     pct = f"{confidence:.0%}"
     seed_columns = ("trial_id", "variant", "seed", "status", "epoch", "value")
-    seed_tip = ["variant:N", "seed:O", "trial_id:N", "status:N", "epoch:Q",
-                alt.Tooltip("value:Q", title=metric, format=".4f")]
+    seed_data = alt.Data(values=_json_rows(labelled.select(seed_columns)))
+    seed_tip = ["variant:N", alt.Tooltip("seed:O", title="seed"),
+                alt.Tooltip("epoch:Q", format="d"),
+                alt.Tooltip("value:Q", title=metric, format=value_format),
+                "status:N", alt.Tooltip("trial_id:N", title="trial")]
 
     layers: list[alt.Chart] = [
-        alt.Chart(alt.Data(values=_json_rows(labelled.select(seed_columns))))
-        .mark_line(opacity=0.25, strokeWidth=1)
-        .encode(x=x, y=alt.Y("value:Q", title=y_title, scale=y_scale), color=colour,
-                detail="trial_id:N", tooltip=seed_tip)
+        alt.Chart(seed_data)
+        .mark_line(strokeWidth=1, clip=True)
+        .encode(x=x, y=y("value"), color=colour, detail="trial_id:N",
+                opacity=_arm_opacity(0.3, 0.05), tooltip=seed_tip),
+        # One dot per seed and epoch: a line's tooltip would show only its first point.
+        alt.Chart(seed_data)
+        .mark_circle(size=18, clip=True)
+        .encode(x=x, y=y("value"), color=colour, opacity=_arm_opacity(0.45, 0.05),
+                tooltip=seed_tip),
     ]
     band = stats.filter(pl.col("ci_low").is_not_null())
     if bounded:
@@ -264,35 +398,44 @@ def learning_curves(
     if not band.is_empty():
         layers.append(
             alt.Chart(alt.Data(values=_json_rows(band)))
-            .mark_area(opacity=0.2, clip=True)
-            .encode(x=x, y=alt.Y("ci_low:Q", title=y_title, scale=y_scale), y2="ci_high:Q",
-                    color=colour)
+            .mark_area(clip=True)
+            .encode(x=x, y=y("ci_low"), y2="ci_high:Q", color=colour,
+                    opacity=_arm_opacity(0.18, 0.03))
         )
-    layers.append(
-        alt.Chart(alt.Data(values=_json_rows(stats)))
-        .mark_line(strokeWidth=2.5)
-        .encode(
-            x=x, y=alt.Y("mean:Q", title=y_title, scale=y_scale), color=colour,
-            tooltip=["variant:N", "epoch:Q", alt.Tooltip("n:Q", title="seeds"),
-                     alt.Tooltip("mean:Q", format=".4f"),
-                     alt.Tooltip("ci_low:Q", title=f"{pct} CI low", format=".4f"),
-                     alt.Tooltip("ci_high:Q", title=f"{pct} CI high", format=".4f")],
-        )
-    )
-    marker_tip = [alt.Tooltip("note:N", title="status"), "variant:N", "seed:O", "trial_id:N",
-                  "epoch:Q", alt.Tooltip("value:Q", title=metric, format=".4f")]
+    mean_data = alt.Data(values=_json_rows(stats))
+    mean_tip = ["variant:N", alt.Tooltip("epoch:Q", format="d"),
+                alt.Tooltip("n:Q", title="seeds averaged"),
+                alt.Tooltip("mean:Q", title=f"mean {metric}", format=value_format),
+                alt.Tooltip("ci_low:Q", title=f"{pct} CI low", format=value_format),
+                alt.Tooltip("ci_high:Q", title=f"{pct} CI high", format=value_format),
+                alt.Tooltip("seeds:N", title="each seed")]
+    layers += [
+        alt.Chart(mean_data)
+        .mark_line(strokeWidth=2.5, clip=True)
+        .encode(x=x, y=y("mean"), color=colour, opacity=_arm_opacity(1.0, 0.12),
+                tooltip=mean_tip)
+        .add_params(_arm_selection(legend=True)),
+        alt.Chart(mean_data)
+        .mark_circle(size=40, clip=True)
+        .encode(x=x, y=y("mean"), color=colour, opacity=_arm_opacity(1.0, 0.12),
+                tooltip=mean_tip),
+    ]
+    marker_tip = [alt.Tooltip("note:N", title="status"), "variant:N",
+                  alt.Tooltip("seed:O", title="seed"), alt.Tooltip("epoch:Q", format="d"),
+                  alt.Tooltip("value:Q", title=metric, format=value_format),
+                  alt.Tooltip("trial_id:N", title="trial")]
     if not early.is_empty():
         layers.append(
             alt.Chart(alt.Data(values=_json_rows(early)))
-            .mark_point(shape="triangle-down", filled=True, size=90, opacity=0.9)
-            .encode(x=x, y=alt.Y("value:Q", title=y_title, scale=y_scale), color=colour,
+            .mark_point(shape="triangle-down", filled=True, size=90, clip=True)
+            .encode(x=x, y=y("value"), color=colour, opacity=_arm_opacity(0.9, 0.1),
                     tooltip=marker_tip)
         )
     if not diverged.is_empty():
         layers.append(
             alt.Chart(alt.Data(values=_json_rows(diverged)))
-            .mark_point(shape="cross", filled=True, size=120, color=_RED)
-            .encode(x=x, y=alt.Y("value:Q", title=y_title, scale=y_scale),
+            .mark_point(shape="cross", filled=True, size=120, color=_RED, clip=True)
+            .encode(x=x, y=y("value"), opacity=_arm_opacity(1.0, 0.15),
                     tooltip=[*marker_tip, "error:N"])
         )
     title = alt.TitleParams(
@@ -343,6 +486,32 @@ def _scale_type(values: pl.Series, *, span: float = 20.0) -> str:
     return "log" if high / low > span else "linear"  # type: ignore[operator]
 
 
+# Number formats by unit, as d3 format strings: (axis, tooltip). Axes of accuracies keep
+# Vega's default, which picks the decimals from the tick step (0.981, 0.982 or 0.2, 0.4).
+_SECONDS = ",.1f"
+_PARAMS = ",.0f"
+_POINTS = "+.2f"
+_ACC = ".4f"
+_UNIT_FORMATS: dict[str, tuple[str, str]] = {
+    "train_time_s": ("seconds", _SECONDS),
+    "params": ("~s", _PARAMS),  # axis: 225k, 1.2M; tooltip: 225,034
+    "samples_per_s": ("~s", ",.0f"),
+}
+
+
+def _cost_axis(column: str) -> alt.Axis:
+    """Axis of a cost column: seconds end in " s", parameter counts in SI (225k)."""
+    import altair as alt
+
+    axis_format = _UNIT_FORMATS.get(column, ("", ""))[0]
+    common = {"labelOverlap": "greedy", "labelSeparation": 6}
+    if axis_format == "seconds":
+        return alt.Axis(labelExpr="format(datum.value, ',~r') + ' s'", **common)
+    if axis_format:
+        return alt.Axis(format=axis_format, **common)
+    return alt.Axis(**common)
+
+
 def cost_frontier(
     summary: pl.DataFrame,
     *,
@@ -350,13 +519,16 @@ def cost_frontier(
     x_title: str,
     y: str = "mean",
     y_title: str = "best val acc",
+    colours: Mapping[str, str] | None = None,
 ) -> alt.TopLevelMixin | None:
     """Accuracy against a cost (training time, parameters) per variant, with the Pareto front.
 
     "Attention helps" is only half an answer when it costs 3x the time: the step line joins
-    the variants worth considering at some budget, everything below it is dominated. Error
-    bars are the CI columns (ci_low, ci_high) of `summary`. Returns None when no variant has
-    both numbers.
+    the variants worth considering at some budget, everything below it is dominated (drawn
+    hollow). Error bars are the CI columns (ci_low, ci_high) of `summary`. Points take the
+    arms' `colours` (default `arm_colours` of the summary's order) and the legend names them:
+    text beside the points would overlap wherever two arms cost about the same. Returns None
+    when no variant has both numbers.
     """
     import altair as alt
 
@@ -381,43 +553,60 @@ def cost_frontier(
     if points.is_empty():
         return None
 
+    # padding (pixels): the cheapest and dearest points sit inside the frame, not on its edge.
     scale = (
-        alt.Scale(type="log") if _scale_type(points["x"]) == "log" else alt.Scale(zero=False)
+        alt.Scale(type="log", padding=12) if _scale_type(points["x"]) == "log"
+        else alt.Scale(zero=False, padding=12)
     )
-    x_enc = alt.X("x:Q", title=x_title, scale=scale)
-    y_enc = alt.Y("y:Q", title=y_title, scale=alt.Scale(zero=False))
-    tooltip = ["variant:N", alt.Tooltip("x:Q", title=x_title, format=",.4g"),
-               alt.Tooltip("y:Q", title=y_title, format=".4f"),
-               alt.Tooltip("ci_low:Q", format=".4f"), alt.Tooltip("ci_high:Q", format=".4f"),
-               "frontier:N"]
-    data = alt.Data(values=_json_rows(points))
+    x_enc = alt.X("x:Q", title=x_title, scale=scale, axis=_cost_axis(x))
+    y_axis = alt.Axis(labelOverlap="greedy", labelSeparation=4)
+    # A t-interval of an accuracy can reach below 0 or above 1; the axis stops at the bounds.
+    drawn = pl.concat([points["y"], points["ci_low"], points["ci_high"]]).drop_nulls()
+    bounded = "acc" in f"{y} {y_title}" and points["y"].is_between(0.0, 1.0).all()
+    y_scale = (alt.Scale(zero=False, domain=[max(0.0, float(drawn.min())),  # type: ignore[arg-type]
+                                             min(1.0, float(drawn.max()))])  # type: ignore[arg-type]
+               if bounded else alt.Scale(zero=False))
+    y_enc = alt.Y("y:Q", title=y_title, scale=y_scale, axis=y_axis)
+    x_format = _UNIT_FORMATS.get(x, ("", ",.4g"))[1]
+    tooltip = ["variant:N", alt.Tooltip("x:Q", title=x_title, format=x_format),
+               alt.Tooltip("y:Q", title=y_title, format=_ACC),
+               alt.Tooltip("ci_low:Q", title="CI low", format=_ACC),
+               alt.Tooltip("ci_high:Q", title="CI high", format=_ACC), "frontier:N"]
+    if colours is None:
+        colours = arm_colours(points["variant"].to_list())
+    arm_scale = _arm_scale(colours, points["variant"])
+    colour = alt.Color("variant:N", scale=arm_scale, legend=_arm_legend())
     step = points.filter(pl.col("frontier") == "on frontier").sort("x")
     bars = points.filter(pl.col("ci_low").is_not_null() & pl.col("ci_high").is_not_null())
     layers: list[alt.Chart] = [
         alt.Chart(alt.Data(values=_json_rows(step)))
-        .mark_line(interpolate="step-after", color="#555555", strokeDash=[5, 3])
+        .mark_line(interpolate="step-after", color="#999999", strokeDash=[5, 3])
         .encode(x=x_enc, y=y_enc),
     ]
     if not bars.is_empty():
         layers.append(
             alt.Chart(alt.Data(values=_json_rows(bars)))
-            .mark_rule(color="#777777")
-            .encode(x=x_enc, y=alt.Y("ci_low:Q", title=y_title), y2="ci_high:Q")
+            .mark_rule(strokeWidth=1.5, clip=True)
+            .encode(x=x_enc, y=alt.Y("ci_low:Q", title=y_title, scale=y_scale, axis=y_axis),
+                    y2="ci_high:Q",
+                    color=colour, opacity=_arm_opacity(0.6, 0.1))
         )
-    layers += [
-        alt.Chart(data)
-        .mark_point(filled=True, size=80)
+    layers.append(
+        alt.Chart(alt.Data(values=_json_rows(points)))
+        .mark_point(filled=True, size=90, strokeWidth=2)
         .encode(
-            x=x_enc, y=y_enc, tooltip=tooltip,
-            color=alt.Color("frontier:N", title=None, scale=alt.Scale(
-                domain=["on frontier", "dominated"], range=["#1f77b4", "#9e9e9e"])),
-        ),
-        alt.Chart(data).mark_text(align="left", dx=7, dy=-7, fontSize=11)
-        .encode(x=x_enc, y=y_enc, text="variant:N"),
-    ]
+            x=x_enc, y=y_enc, tooltip=tooltip, color=colour,
+            # A filled mark has no stroke of its own: without one a hollow point vanishes.
+            stroke=alt.Stroke("variant:N", scale=arm_scale, legend=None),
+            fillOpacity=alt.FillOpacity("frontier:N", title=None, scale=alt.Scale(
+                domain=["on frontier", "dominated"], range=[1.0, 0.0])),
+            opacity=_arm_opacity(1.0, 0.15),
+        )
+        .add_params(_arm_selection(legend=True))
+    )
     title = alt.TitleParams(
         f"{y_title.capitalize()} vs {x_title}",
-        subtitle="bars: confidence interval; dashed steps: Pareto frontier (not dominated)",
+        subtitle="bars: confidence interval; dashed steps: Pareto frontier; hollow: dominated",
     )
     return alt.layer(*layers, title=title).properties(width=_WIDTH, height=_HEIGHT)
 
@@ -425,17 +614,29 @@ def cost_frontier(
 # ---------------------------------------------------------------------------- effect plot
 
 
+def _verdict_scale(present: Iterable[str | None]) -> alt.Scale:
+    """Verdict colours for the legend: the vocabulary `present` uses (all four of its names,
+    so a reader sees what each colour would mean), plus any other verdict that occurs."""
+    seen = [v for v in present if v is not None]
+    vocabulary = max(_VERDICT_VOCABULARIES, key=lambda names: len(set(names) & set(seen)))
+    names = [*vocabulary, *(v for v in seen if v in VERDICT_COLOURS)]
+    return _fixed_colours({v: VERDICT_COLOURS[v] for v in names}, seen)
+
+
 def effect_plot(
     comparisons: pl.DataFrame,
     *,
     metric_title: str = "difference in best val acc (points)",
+    interval: str = "confidence interval",
 ) -> alt.TopLevelMixin | None:
     """Difference to the baseline per variant: point at the mean, bar over the CI, rule at 0.
 
     Reading "does attention help?" off one picture: a bar that crosses the zero rule is no
     detectable difference, whatever its mean. Colours follow the verdict column with a fixed
-    mapping (`VERDICT_COLOURS`), rows keep the order of `comparisons`. Returns None when no
-    row has a finite mean_diff.
+    mapping (`VERDICT_COLOURS`, either vocabulary), rows keep the order of `comparisons`;
+    differences are in points (tooltips: 2 decimals, signed). `interval` names the bars in
+    the title ("95% t-interval"). Clicking a row selects its arm (`ARM_PARAM`). Returns None
+    when no row has a finite mean_diff.
     """
     import altair as alt
 
@@ -445,28 +646,34 @@ def effect_plot(
     )
     if rows.is_empty():
         return None
-    y = alt.Y("variant:N", title=None, sort=rows["variant"].to_list())
+    y = alt.Y("variant:N", title=None, sort=rows["variant"].to_list(),
+              axis=alt.Axis(labelLimit=180))
+    x_axis = alt.Axis(labelOverlap="greedy", labelSeparation=6)
     x_title = metric_title
-    colour = alt.Color("verdict:N", title="verdict",
-                       scale=_fixed_colours(VERDICT_COLOURS, rows["verdict"]))
-    tooltip = ["variant:N", "verdict:N", alt.Tooltip("mean_diff:Q", format="+.3f"),
-               alt.Tooltip("ci_low:Q", format="+.3f"), alt.Tooltip("ci_high:Q", format="+.3f")]
+    colour = alt.Color("verdict:N", title="verdict", scale=_verdict_scale(rows["verdict"]),
+                       legend=alt.Legend(labelLimit=220))
+    tooltip = ["variant:N", "verdict:N",
+               alt.Tooltip("mean_diff:Q", title="mean difference", format=_POINTS),
+               alt.Tooltip("ci_low:Q", title=f"{interval}: low", format=_POINTS),
+               alt.Tooltip("ci_high:Q", title=f"{interval}: high", format=_POINTS)]
     data = alt.Data(values=_json_rows(rows))
     bars = rows.filter(pl.col("ci_low").is_not_null() & pl.col("ci_high").is_not_null())
     layers: list[alt.Chart] = [
         alt.Chart(alt.Data(values=[{"zero": 0.0}]))
         .mark_rule(color="black", strokeDash=[4, 3])
-        .encode(x=alt.X("zero:Q", title=x_title)),
+        .encode(x=alt.X("zero:Q", title=x_title, axis=x_axis)),
         alt.Chart(alt.Data(values=_json_rows(bars)))
         .mark_rule(strokeWidth=2.5)
-        .encode(x=alt.X("ci_low:Q", title=x_title), x2="ci_high:Q", y=y, color=colour,
-                tooltip=tooltip),
+        .encode(x=alt.X("ci_low:Q", title=x_title, axis=x_axis), x2="ci_high:Q", y=y,
+                color=colour, opacity=_arm_opacity(1.0, 0.2), tooltip=tooltip),
         alt.Chart(data)
-        .mark_point(filled=True, size=90, opacity=1)
-        .encode(x=alt.X("mean_diff:Q", title=x_title), y=y, color=colour, tooltip=tooltip),
+        .mark_point(filled=True, size=90)
+        .encode(x=alt.X("mean_diff:Q", title=x_title, axis=x_axis), y=y, color=colour,
+                opacity=_arm_opacity(1.0, 0.2), tooltip=tooltip)
+        .add_params(_arm_selection(legend=False)),
     ]
     return alt.layer(
-        *layers, title="Difference from the baseline (point: mean; bar: confidence interval)"
+        *layers, title=f"Difference from the baseline (point: mean; bar: {interval})"
     ).properties(width=_WIDTH, height=alt.Step(30))
 
 
@@ -477,7 +684,8 @@ def status_breakdown(trials: pl.DataFrame, order: Sequence[str]) -> alt.TopLevel
     """Trials per variant stacked by outcome, one fixed colour per status.
 
     A variant whose mean rests on 2 of 5 seeds (the rest diverged) is a different result from
-    one that trained on all five; this makes that visible before anyone reads a mean.
+    one that trained on all five; this makes that visible before anyone reads a mean. The
+    tooltip lists the seeds of each bar; clicking a bar selects its arm (`ARM_PARAM`).
     Returns None when there are no trials.
     """
     import altair as alt
@@ -486,12 +694,14 @@ def status_breakdown(trials: pl.DataFrame, order: Sequence[str]) -> alt.TopLevel
         return None
     rank = {status: i for i, status in enumerate(STATUSES)}
     counts = (
-        trials.select(
+        _with_columns_or_null(trials, ["seed"]).select(
             pl.col("variant").cast(pl.String).fill_null("(no variant)"),
             pl.col("status").cast(pl.String).fill_null("unknown"),
+            pl.col("seed"),
         )
         .group_by("variant", "status")
-        .agg(pl.len().alias("count"))
+        .agg(pl.len().alias("count"),
+             pl.col("seed").sort().cast(pl.String).fill_null("?").str.join(", ").alias("seeds"))
         .with_columns(
             pl.col("status").replace_strict(rank, default=len(rank), return_dtype=pl.Int64)
             .alias("status_rank")
@@ -503,13 +713,17 @@ def status_breakdown(trials: pl.DataFrame, order: Sequence[str]) -> alt.TopLevel
         alt.Chart(alt.Data(values=_json_rows(counts)), title="Trial outcomes per variant")
         .mark_bar()
         .encode(
-            x=alt.X("count:Q", title="trials", stack="zero", axis=alt.Axis(tickMinStep=1)),
-            y=alt.Y("variant:N", title=None, sort=variants),
+            x=alt.X("count:Q", title="trials", stack="zero",
+                    axis=alt.Axis(tickMinStep=1, format="d", labelOverlap="greedy")),
+            y=alt.Y("variant:N", title=None, sort=variants, axis=alt.Axis(labelLimit=180)),
             color=alt.Color("status:N", title="status",
                             scale=_fixed_colours(STATUS_COLOURS, counts["status"])),
             order=alt.Order("status_rank:Q"),
-            tooltip=["variant:N", "status:N", alt.Tooltip("count:Q", title="trials")],
+            opacity=_arm_opacity(1.0, 0.25),
+            tooltip=["variant:N", "status:N", alt.Tooltip("count:Q", title="trials"),
+                     alt.Tooltip("seeds:N", title="seeds")],
         )
+        .add_params(_arm_selection(legend=False))
         .properties(width=_WIDTH, height=alt.Step(26))
     )
 

@@ -605,4 +605,4 @@ class TestGallery:
         broken.parent.mkdir(parents=True)
         broken.write_bytes(b"not a zip")
         text = write_report(run_dir).read_text(encoding="utf-8")
-        assert "What the models looked at" not in text and "<h2>Trials</h2>" in text
+        assert "What the models looked at" not in text and ">Trials</h2>" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics
 import subprocess
 import sys
@@ -14,10 +15,15 @@ import polars as pl
 import pytest
 from scipy import stats as scipy_stats
 
-from analysis.load import EPOCH_DTYPES, TRIAL_DTYPES
+from analysis.charts import seed_spread_chart
+from analysis.load import EPOCH_DTYPES, TRIAL_DTYPES, Run
 from analysis.plots import (
+    ARM_PALETTE,
+    ARM_PARAM,
+    BASELINE_COLOUR,
     STATUS_COLOURS,
     VERDICT_COLOURS,
+    arm_colours,
     cost_frontier,
     effect_plot,
     export_chart,
@@ -173,9 +179,9 @@ class TestLearningCurves:
         chart = learning_curves(epochs, trials, ORDER)
         layers = _layers(chart)
         area = next(layer for layer in layers if _mark(layer)["type"] == "area")
-        assert _mark(area)["opacity"] == pytest.approx(0.2)
+        assert area["encoding"]["opacity"]["condition"]["value"] == pytest.approx(0.18)
         seeds = layers[0]
-        assert _mark(seeds)["opacity"] == pytest.approx(0.25)
+        assert seeds["encoding"]["opacity"]["condition"]["value"] == pytest.approx(0.3)
         assert {r["trial_id"] for r in seeds["data"]["values"]} == set(trials["trial_id"])
         assert all(r["value"] is not None for r in seeds["data"]["values"])
         colour = layers[0]["encoding"]["color"]["scale"]["domain"]
@@ -221,6 +227,12 @@ class TestCostFrontier:
         flags = {r["variant"]: r["frontier"] for r in points["data"]["values"]}
         assert flags == {"v0": "on frontier", "v1": "on frontier", "v2": "dominated",
                          "v3": "on frontier", "v4": "dominated"}
+        # Dominated points are hollow: no fill, but a stroke in the arm's colour.
+        fill = points["encoding"]["fillOpacity"]["scale"]
+        assert dict(zip(fill["domain"], fill["range"], strict=True)) == {
+            "on frontier": 1.0, "dominated": 0.0}
+        stroke, colour = points["encoding"]["stroke"], points["encoding"]["color"]
+        assert stroke["field"] == "variant" and stroke["scale"] == colour["scale"]
 
     def test_log_scale_only_when_span_exceeds_20(self) -> None:
         wide = cost_frontier(_costs([10.0, 300.0], [0.8, 0.9]), x="train_time_s", x_title="s")
@@ -249,15 +261,42 @@ COMPARISONS = pl.DataFrame({
 })
 
 
+def _verdict_legend(comparisons: pl.DataFrame) -> dict[str, str]:
+    layers = _layers(effect_plot(comparisons))
+    point = next(layer for layer in layers if _mark(layer)["type"] == "point")
+    scale = point["encoding"]["color"]["scale"]
+    return dict(zip(scale["domain"], scale["range"], strict=True))
+
+
 class TestEffectPlot:
     def test_colours_follow_verdicts(self) -> None:
+        colour = _verdict_legend(COMPARISONS)
+        assert list(colour) == ["better", "worse", "no detectable difference",
+                                "needs more seeds"]
+        assert colour == {v: VERDICT_COLOURS[v] for v in colour}
+        assert colour["better"] == "#2ca02c" and colour["worse"] == "#d62728"
         layers = _layers(effect_plot(COMPARISONS))
         point = next(layer for layer in layers if _mark(layer)["type"] == "point")
-        scale = point["encoding"]["color"]["scale"]
-        colour = dict(zip(scale["domain"], scale["range"], strict=True))
-        assert colour == VERDICT_COLOURS
-        assert colour["better"] == "#2ca02c" and colour["worse"] == "#d62728"
         assert point["encoding"]["y"]["sort"] == ["se", "cbam", "eca", "aa"]
+
+    def test_t_interval_verdicts_coloured_like_their_bootstrap_namesakes(self) -> None:
+        new = COMPARISONS.with_columns(
+            pl.Series("verdict", ["better", "worse", "equivalent", "inconclusive"]))
+        colour = _verdict_legend(new)
+        assert list(colour) == ["better", "worse", "equivalent", "inconclusive"]
+        assert colour["equivalent"] == VERDICT_COLOURS["no detectable difference"]
+        assert colour["inconclusive"] == VERDICT_COLOURS["needs more seeds"]
+        assert colour["worse"] == "#d62728" and colour["better"] == "#2ca02c"
+        only_some = new.head(1)  # the legend still explains all four colours
+        assert list(_verdict_legend(only_some)) == list(colour)
+
+    def test_interval_named_and_differences_in_points(self) -> None:
+        spec = effect_plot(COMPARISONS, interval="95% t-interval").to_dict()
+        assert "95% t-interval" in str(spec["title"])
+        point = next(layer for layer in spec["layer"] if _mark(layer)["type"] == "point")
+        tips = {t["field"]: t for t in point["encoding"]["tooltip"]}
+        assert tips["ci_low"]["title"].startswith("95% t-interval")
+        assert {tips[f]["format"] for f in ("mean_diff", "ci_low", "ci_high")} == {"+.2f"}
 
     def test_rule_at_zero_and_ci_bars(self) -> None:
         layers = _layers(effect_plot(COMPARISONS))
@@ -399,3 +438,204 @@ def test_import_does_not_load_altair() -> None:
     code = "import sys, analysis.plots; print('altair' in sys.modules, 'scipy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# ---------------------------------------------------------------------------- arms across charts
+
+
+def _narrow_frames() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """mnist-like: three arms 0.2-0.7 points apart near 98%, two seeds, three epochs."""
+    base = {"base": 0.9800, "se": 0.9820, "cbam": 0.9870}
+    trials = pl.DataFrame({
+        "trial_id": [f"{v}-{s}" for v in base for s in range(2)],
+        "variant": [v for v in base for _ in range(2)],
+        "seed": [s for _ in base for s in range(2)],
+        "status": ["ok"] * 6,
+    })
+    epochs = pl.DataFrame({
+        "trial_id": [f"{v}-{s}" for v in base for s in range(2) for _ in range(3)],
+        "epoch": [e for _ in base for _ in range(2) for e in (1, 2, 3)],
+        "val_acc": [base[v] - 0.001 * (3 - e) + 0.0005 * s
+                    for v in base for s in range(2) for e in (1, 2, 3)],
+    })
+    return epochs, trials
+
+
+def _spread_run(trials: pl.DataFrame) -> Run:
+    ok = trials.filter(pl.col("status") == "ok").with_columns(
+        (0.9 + pl.col("seed") * 0.01).alias("test_acc"))
+    return Run(meta={}, trials=ok, epochs=pl.DataFrame(schema=EPOCH_DTYPES))
+
+
+def _spread_summary(trials: pl.DataFrame) -> pl.DataFrame:
+    return pl.DataFrame({"variant": ORDER, "test_acc_mean": [0.9] * 3, "test_acc_std": [0.01] * 3})
+
+
+def _arm_charts(run_frames) -> dict[str, Any]:
+    """Every chart that shows arms, drawn with one colour mapping (base is the baseline)."""
+    epochs, trials = run_frames
+    colours = arm_colours(ORDER, "base")
+    costs = _costs([10.0, 300.0, 120.0], [0.8, 0.9, 0.85]).with_columns(
+        pl.Series("variant", ORDER))
+    effects = COMPARISONS.head(2).with_columns(pl.Series("variant", ["se", "cbam"]))
+    return {
+        "learning_curves": learning_curves(epochs, trials, ORDER, colours=colours),
+        "cost_frontier": cost_frontier(costs, x="train_time_s", x_title="time (s)",
+                                       colours=colours),
+        "effect_plot": effect_plot(effects),
+        "status_breakdown": status_breakdown(trials, ORDER),
+        "seed_spread": seed_spread_chart(_spread_run(trials), _spread_summary(trials), ORDER,
+                                         colours),
+    }
+
+
+def _variant_scales(spec: Any) -> list[dict[str, Any]]:
+    """Every colour scale on the variant field anywhere in a spec."""
+    found = []
+    if isinstance(spec, dict):
+        colour = spec.get("color")
+        if isinstance(colour, dict) and colour.get("field") == "variant" and "scale" in colour:
+            found.append(colour["scale"])
+        for value in spec.values():
+            found += _variant_scales(value)
+    elif isinstance(spec, list):
+        for value in spec:
+            found += _variant_scales(value)
+    return found
+
+
+class TestArms:
+    def test_baseline_grey_and_no_arm_looks_like_a_verdict_or_status(self) -> None:
+        many = [f"arm{i}" for i in range(len(ARM_PALETTE) + 1)]
+        colours = arm_colours(["base", *many], "base")
+        assert colours["base"] == BASELINE_COLOUR
+        assert [colours[a] for a in many[:len(ARM_PALETTE)]] == list(ARM_PALETTE)
+        assert len(set(ARM_PALETTE)) == len(ARM_PALETTE)
+        reserved = {*VERDICT_COLOURS.values(), *STATUS_COLOURS.values()}
+        assert not ({BASELINE_COLOUR, *ARM_PALETTE} & reserved)
+        assert arm_colours(["a", "b"]) == {"a": ARM_PALETTE[0], "b": ARM_PALETTE[1]}
+
+    def test_an_arm_has_one_colour_in_every_chart(self, run_frames) -> None:
+        colours = arm_colours(ORDER, "base")
+        checked = 0
+        for name, chart in _arm_charts(run_frames).items():
+            for scale in _variant_scales(chart.to_dict()):
+                mapping = dict(zip(scale["domain"], scale["range"], strict=True))
+                assert {v: mapping[v] for v in ORDER} == colours, name
+                checked += 1
+        assert checked >= 3  # learning curves, cost frontier, seed spread
+
+    def test_every_arm_chart_shares_the_arm_selection(self, run_frames) -> None:
+        for name, chart in _arm_charts(run_frames).items():
+            spec = chart.to_dict()
+            [param] = [p for p in spec.get("params", []) if p["name"] == ARM_PARAM]
+            assert param["select"]["fields"] == ["variant"], name
+            # Every layer that draws arms (not the frontier's line through them) dims when
+            # another arm is chosen.
+            for layer in _layers(chart):
+                rows = (layer.get("data") or spec.get("data") or {}).get("values") or [{}]
+                if "variant" in rows[0] and "'variant'" in str(layer["encoding"]):
+                    condition = layer["encoding"]["opacity"]["condition"]
+                    assert condition["param"] == ARM_PARAM, (name, layer["mark"])
+                    assert condition["value"] > layer["encoding"]["opacity"]["value"], name
+
+    def test_legends_of_arms_are_clickable(self, run_frames) -> None:
+        # A symbol opacity inherited from a layer's opacity condition replaces the encoding
+        # the legend binding adds: then clicks do nothing. Check what Vega gets.
+        charts = _arm_charts(run_frames)
+        for name in ("learning_curves", "cost_frontier"):
+            assert _layers(charts[name]) and charts[name].to_dict()["params"][0]["bind"] == "legend"
+            vega = vl_convert.vegalite_to_vega(charts[name].to_dict())
+            [legend] = [g for g in vega["legends"] if g.get("title") == "variant (click)"]
+            assert legend["encode"]["labels"]["interactive"] is True, name
+            assert legend["encode"]["labels"]["name"] == "variant_legend_labels", name
+            assert any(s["name"] == f"{ARM_PARAM}_variant_legend" for s in vega["signals"])
+
+
+class TestReadableCharts:
+    def test_curves_axis_spans_the_data_not_zero_to_one(self) -> None:
+        epochs, trials = _narrow_frames()
+        layers = _layers(learning_curves(epochs, trials, ["base", "se", "cbam"]))
+        scale = layers[0]["encoding"]["y"]["scale"]
+        low, high = scale["domain"]
+        values = epochs["val_acc"]
+        pad = 0.05 * (values.max() - values.min())
+        assert (low, high) == pytest.approx((values.min() - pad, values.max() + pad))
+        assert low > 0.97 and high < 0.99  # 0.7 points fill the plot, not 1% of it
+        assert scale["zero"] is False and scale["nice"] is False
+        assert all(_mark(layer).get("clip") for layer in layers)  # a wider band is cut
+        assert layers[0]["encoding"]["x"]["axis"]["values"] == [1, 2, 3]
+
+    def test_curves_axis_stays_within_zero_and_one(self, run_frames) -> None:
+        epochs, trials = run_frames
+        flat = epochs.with_columns(pl.lit(0.999).alias("val_acc"))
+        low, high = _layers(learning_curves(flat, trials, ORDER))[0]["encoding"]["y"][
+            "scale"]["domain"]
+        assert low < 0.999 and high == 1.0
+
+    def test_each_seed_in_the_tooltips(self) -> None:
+        epochs, trials = _narrow_frames()
+        layers = _layers(learning_curves(epochs, trials, ["base", "se", "cbam"]))
+        dots = next(layer for layer in layers if _mark(layer)["type"] == "circle"
+                    and "seed" in layer["data"]["values"][0])
+        tips = {t["field"]: t for t in dots["encoding"]["tooltip"]}
+        assert {"seed", "epoch", "value", "trial_id"} <= set(tips)
+        assert tips["value"] == {"field": "value", "type": "quantitative", "title": "val_acc",
+                                 "format": ".4f"}
+        mean = next(layer for layer in layers if _mark(layer)["type"] == "line"
+                    and "seeds" in layer["data"]["values"][0])
+        row = next(r for r in mean["data"]["values"] if (r["variant"], r["epoch"]) == ("se", 2))
+        assert row["seeds"] == "seed 0: 0.9810, seed 1: 0.9815"
+        assert "seeds" in [t["field"] for t in mean["encoding"]["tooltip"]]
+
+    def test_numbers_formatted_by_unit(self) -> None:
+        def x_of(chart: Any) -> tuple[dict[str, Any], dict[str, str]]:
+            point = next(layer for layer in _layers(chart) if _mark(layer)["type"] == "point")
+            tips = {t["field"]: t.get("format") for t in point["encoding"]["tooltip"]
+                    if isinstance(t, dict)}
+            return point["encoding"]["x"]["axis"], tips
+
+        seconds = _costs([10.0, 150.0], [0.8, 0.9])
+        axis, tips = x_of(cost_frontier(seconds, x="train_time_s", x_title="time (s)"))
+        assert "' s'" in axis["labelExpr"] and tips["x"] == ",.1f"
+        assert tips["y"] == tips["ci_low"] == ".4f"
+        params = seconds.rename({"train_time_s": "params"})
+        axis, tips = x_of(cost_frontier(params, x="params", x_title="parameters"))
+        assert axis["format"] == "~s" and tips["x"] == ",.0f"
+        status = status_breakdown(_narrow_frames()[1], ["base", "se", "cbam"]).to_dict()
+        assert status["encoding"]["x"]["axis"]["format"] == "d"
+
+    def test_labels_do_not_overlap(self, run_frames) -> None:
+        charts = _arm_charts(run_frames)
+        # Arm names sit in a legend, not as text beside points that may coincide.
+        assert not [layer for layer in _layers(charts["cost_frontier"])
+                    if _mark(layer)["type"] == "text"]
+        for name, chart in charts.items():
+            for layer in _layers(chart):
+                for channel in ("x", "y"):
+                    encoding = layer.get("encoding", {}).get(channel, {})
+                    axis = encoding.get("axis") or {}
+                    if encoding.get("type") == "quantitative":
+                        assert axis.get("labelOverlap") == "greedy", (name, channel)
+                    if encoding.get("field") == "variant":
+                        assert axis.get("labelLimit"), (name, channel)
+
+
+# ---------------------------------------------------------------------------- report page
+
+
+def test_table_of_contents_links_every_section() -> None:
+    from analysis.report import _with_contents
+
+    parts = ["<html>", "<h1>run</h1>", '<h2 id="answer">Answer</h2>', "<p>x</p>",
+             "<h2>Against the baseline</h2><h2>Charts</h2>", "<h2>Charts</h2>",
+             "<script>var s = '<h2>not a section</h2>';</script>"]
+    out = _with_contents(parts)
+    assert out[2].startswith('<nav class="toc"') and out[:2] == parts[:2]
+    assert out[-1] == parts[-1]  # scripts are left alone
+    links = re.findall(r'href="#([^"]+)">([^<]+)</a>', out[2])
+    assert links == [("answer", "Answer"), ("against-the-baseline", "Against the baseline"),
+                     ("charts", "Charts"), ("charts-2", "Charts")]
+    ids = re.findall(r'<h2 id="([^"]+)"', "".join(out[3:-1]))
+    assert ids == [link for link, _ in links]
+    assert _with_contents(["<h1>x</h1>", "<h2>only</h2>"])[1] == '<h2 id="only">only</h2>'

@@ -104,3 +104,121 @@ def test_the_comparison_page_renders_offline_too(smoke_report, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert dom.stdout.count('<figure class="chart rendered">') == 1
     assert 'class="chart render-failed"' not in dom.stdout
+
+
+# Clicks an arm in the learning curves' legend, then another in a cost chart's legend, then
+# the empty plot (which clears), and after each step records, per figure and per arm, the
+# opacity of every mark Vega labelled with that arm (its aria-label says "variant: <arm>").
+# Events are dispatched on the SVG elements, where Vega's own listeners pick them up.
+_PROBE = """
+(function () {
+  var FIRST = %(first)s, SECOND = %(second)s;
+  function arm(element) {
+    var match = /(?:^|; )variant: ([^;]+)/.exec(element.getAttribute("aria-label") || "");
+    return match ? match[1].trim() : null;
+  }
+  function snapshot(name) {
+    return {name: name, figures: Array.prototype.map.call(
+      document.querySelectorAll("figure.chart"), function (figure) {
+        var arms = {}, labels = [];
+        figure.querySelectorAll(".role-mark [aria-label]").forEach(function (element) {
+          var name = arm(element);
+          if (name === null) { return; }
+          var opacity = parseFloat(element.getAttribute("opacity") || "1");
+          (arms[name] = arms[name] || []).push(opacity);
+          labels.push(element.getAttribute("aria-label"));
+        });
+        var title = figure.querySelector(".role-title-text");
+        return {title: title ? title.textContent : "", arms: arms, labels: labels};
+      })};
+  }
+  function fire(element) {
+    element.dispatchEvent(new MouseEvent("click", {bubbles: true, cancelable: true,
+                                                   view: window}));
+  }
+  function legendLabel(figure, text) {
+    var found = Array.prototype.find.call(figure.querySelectorAll(".role-legend-label text"),
+      function (label) { return label.textContent === text; });
+    if (!found) { throw new Error("no legend entry " + text); }
+    return found;
+  }
+  var result = {stages: []};
+  function finish(error) {
+    if (error) { result.error = String(error); }
+    var out = document.createElement("pre");
+    out.id = "probe-result";
+    out.textContent = JSON.stringify(result);
+    document.body.appendChild(out);
+  }
+  function steps(figures) {
+    var cost = Array.prototype.find.call(figures, function (figure) {
+      return /training time/.test(figure.textContent);
+    });
+    return [
+      function () { fire(legendLabel(figures[0], FIRST)); return "first"; },
+      function () { fire(legendLabel(cost, SECOND)); return "second"; },
+      function () { fire(figures[0].querySelector("svg")); return "cleared"; },
+    ];
+  }
+  function run(todo) {
+    if (!todo.length) { finish(); return; }
+    try {
+      var name = todo[0]();
+      setTimeout(function () { result.stages.push(snapshot(name)); run(todo.slice(1)); }, 300);
+    } catch (error) { finish(error); }
+  }
+  (function wait() {
+    if (!document.body.hasAttribute("data-linked-charts")) { setTimeout(wait, 50); return; }
+    result.linked = parseInt(document.body.getAttribute("data-linked-charts"), 10);
+    result.stages.push(snapshot("before"));
+    run(steps(document.querySelectorAll("figure.chart")));
+  })();
+})();
+"""
+
+
+def _highlighted(figure: dict, arm: str) -> bool:
+    """Every mark of `arm` is more opaque than every mark of any other arm."""
+    others = [o for name, values in figure["arms"].items() if name != arm for o in values]
+    return min(figure["arms"][arm]) > max(others)
+
+
+@pytest.mark.slow
+def test_clicking_an_arm_in_a_legend_highlights_it_in_every_chart(smoke_report, tmp_path):
+    import html as html_lib
+    import json
+
+    text = smoke_report.read_text(encoding="utf-8")
+    arms = ["spatial", "se"]  # neither is the baseline, so both are in the effect chart too
+    probe = _PROBE % {"first": json.dumps(arms[0]), "second": json.dumps(arms[1])}
+    head, tail = text.rsplit("</body>", 1)  # the last one: the vega bundle holds the string too
+    page = tmp_path / "probe.html"
+    page.write_text(f"{head}<script>{probe}</script></body>{tail}", encoding="utf-8")
+
+    dom = _browse(page, tmp_path / "profile", "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(r'<pre id="probe-result">(.*?)</pre>', dom.stdout, re.S)
+    assert found, "the probe did not finish"
+    result = json.loads(html_lib.unescape(found[1]))
+    assert "error" not in result, result["error"]
+    figures = text.count('<figure class="chart">')
+    assert result["linked"] == figures  # every chart of this run shows arms
+    stages = {stage["name"]: stage["figures"] for stage in result["stages"]}
+    assert list(stages) == ["before", "first", "second", "cleared"]
+
+    for figure in stages["before"]:
+        assert len(figure["arms"]) >= 4, figure["title"]  # marks are labelled with their arm
+        assert len({max(values) for values in figure["arms"].values()}) == 1, figure
+    # One click in the learning curves' legend: that arm stands out in every chart.
+    for figure in stages["first"]:
+        assert _highlighted(figure, arms[0]), (figure["title"], figure["arms"])
+    # A click in another chart's legend moves the highlight everywhere, the curves included.
+    for figure in stages["second"]:
+        assert _highlighted(figure, arms[1]), (figure["title"], figure["arms"])
+    for figure in stages["cleared"]:
+        assert len({max(values) for values in figure["arms"].values()}) == 1, figure
+    # Each seed's own marks on the curves carry its seed, epoch and value (the tooltip's text).
+    curves = stages["before"][0]
+    assert any(re.search(r"\bseed: \d", label) and re.search(r"\bepoch: \d", label)
+               and re.search(r"\bval_acc: 0\.\d{4}\b", label)
+               for label in curves["labels"]), curves["labels"][:5]
