@@ -41,6 +41,7 @@ VERDICTS = ("better", "worse", "equivalent", "inconclusive")
 DEFAULT_ALPHA = 0.05
 DEFAULT_MARGIN = 0.005   # half an accuracy point: the size the seed studies call a gain
 POWER = 0.8
+MAX_SEEDS_PLANNED = 1000  # beyond this, "more seeds" is not an answer
 
 # {arm: {seed: metric or None}}: None (or nan) is a seed that ran and failed.
 PerSeed = Mapping[str, Mapping[int, float | None]]
@@ -131,6 +132,9 @@ class Comparison:
             if self.seeds_for_margin is not None:
                 verdict += (f"; about {self.seeds_for_margin} seeds would detect one of "
                             f"{amount(self.margin, signed=False)}{unit}")
+            elif self.detectable is not None:
+                verdict += (f"; detecting one of {amount(self.margin, signed=False)}{unit} "
+                            f"would take more than {MAX_SEEDS_PLANNED} seeds")
         text = f"{head}: {detail}: {verdict}"
         if self.tests_disagree:
             floor = min_attainable_p(self.n_pairs, "sign_flip")
@@ -229,7 +233,8 @@ def compare_to_baseline(per_seed: PerSeed, baseline: str, *, metric: str = "best
             p_sign_flip=float(p_sf_a), p_tost=p_eq, verdict=verdict, alpha=alpha,
             alpha_look=level, margin=margin,
             detectable=detectable_effect(sd, n, alpha=plan_level, power=POWER),
-            seeds_for_margin=seeds_needed(sd, margin, alpha=plan_level, power=POWER),
+            seeds_for_margin=seeds_needed(sd, margin, alpha=plan_level, power=POWER,
+                                          max_seeds=MAX_SEEDS_PLANNED),
             runs=runs, failed=failed, baseline_runs=base_runs, baseline_failed=base_failed,
             p_failures=failure_rate_test(failed, runs, base_failed, base_runs),
             look=look, looks=looks, confidence=confidence, correction=correction,

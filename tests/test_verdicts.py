@@ -327,3 +327,10 @@ def test_sentence_without_correction_and_with_a_check_that_can_reach_alpha():
     text = c.sentence()
     assert "paired t p = 0.28; sign-flip check p = 0.0078)" in text
     assert "The sign-flip check disagrees, so this rests on" in text
+
+
+def test_an_effect_out_of_reach_says_so():
+    wild = [0.2, -0.25, 0.15]
+    (c,) = compare_to_baseline(_runs([0.5] * 3, x=[0.5 + e for e in wild]), "baseline")
+    assert c.seeds_for_margin is None and c.detectable is not None
+    assert "detecting one of 0.50 points would take more than 1000 seeds." in c.sentence()
