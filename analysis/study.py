@@ -1,7 +1,7 @@
 """The numbers a report's answer rests on: per-variant estimates with intervals, each arm
 against the baseline with a verdict, failures as outcomes, and the source beside ours.
 
-Why here and not in the summary table: the seed studies compare variants from one run each
+Why here and not in the summary table: the source studies compare variants from one run each
 and call 0.2-0.5 point differences gains. A reader needs the interval around every mean and
 a verdict that says when the seeds cannot tell, so the statistics (analysis.stats,
 analysis.verdicts, analysis.sequential) are applied once, to tidy frames, and every part of

@@ -39,7 +39,7 @@ from analysis.stats import (
 
 VERDICTS = ("better", "worse", "equivalent", "inconclusive")
 DEFAULT_ALPHA = 0.05
-DEFAULT_MARGIN = 0.005   # half an accuracy point: the size the seed studies call a gain
+DEFAULT_MARGIN = 0.005   # half an accuracy point: the size the source studies call a gain
 POWER = 0.8
 MAX_SEEDS_PLANNED = 1000  # beyond this, "more seeds" is not an answer
 
