@@ -10,9 +10,17 @@ from typing import Any
 
 from ray import tune
 
+from analysis.sequential import SeedSchedule
+from analysis.verdicts import DEFAULT_ALPHA, DEFAULT_MARGIN
 from orchestrator.domains import from_unit
 from orchestrator.errors import UserError
-from orchestrator.protocol import DEFAULT_SEARCH_SEED, TuningProtocol, build_protocol
+from orchestrator.protocol import (
+    DEFAULT_SEARCH_SEED,
+    SeedRule,
+    TuningProtocol,
+    build_protocol,
+    untuned_protocol,
+)
 from orchestrator.schedulers import SCHEDULERS, SEARCHES
 from orchestrator.space import (
     apply_overrides,
@@ -45,6 +53,13 @@ class SweepOptions:
     data_root: str | None = None
     smoke: bool = False
     search_seed: int | None = None
+    max_seeds: int | None = None     # None: --seeds (a fixed number, no adaptation)
+    seed_batch: int | None = None    # None: DEFAULT_SEED_BATCH
+    alpha: float | None = None       # None: DEFAULT_ALPHA
+    margin: float | None = None      # None: the preset's, else DEFAULT_MARGIN
+
+
+DEFAULT_SEED_BATCH = 2
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,22 @@ class Plan:
     tuned: Mapping[str, Any] = field(default_factory=dict)
     protocol: TuningProtocol | None = None
     data_missing: str = ""    # why `run` would stop on the data (only `show` gets this far)
+    # Seeds per arm: fixed, or (--max-seeds) more for the arms still undecided. Its alpha and
+    # margin are the run's, recorded in meta.json for the report.
+    seed_rule: SeedRule | None = None
+    # An adaptive run with nothing tuned: every arm's recipe, for the searcher to add seeds
+    # to (the grid cannot); None otherwise.
+    untuned: TuningProtocol | None = None
+    max_trials: int = 0       # the most trials the run can have (n_trials unless adaptive)
+
+    @property
+    def searched(self) -> TuningProtocol | None:
+        """What the AblationSearcher runs; None: a plain grid of arms x seeds."""
+        return self.protocol or self.untuned
+
+    @property
+    def adaptive(self) -> bool:
+        return self.seed_rule is not None and self.seed_rule.adaptive
 
 
 def make_plan(experiment: Experiment, options: SweepOptions, *, check_files: bool = True) -> Plan:
@@ -81,6 +112,7 @@ def make_plan(experiment: Experiment, options: SweepOptions, *, check_files: boo
     samples = options.samples if options.samples is not None else experiment.num_samples
     if samples < 1:
         raise UserError(f"--samples {samples}: need at least 1")
+    rule = _seed_rule(experiment, options, seeds)
     space["seed"] = tune.grid_search(list(range(seeds)))
     if options.smoke:
         for key, value in experiment.smoke.items():
@@ -146,6 +178,18 @@ def make_plan(experiment: Experiment, options: SweepOptions, *, check_files: boo
         if scheduler == "fifo":
             notes.append("fifo: every tuning candidate trains its full budget; "
                          "--scheduler asha-per-variant stops poor ones early")
+    untuned = None
+    if rule.adaptive and protocol is None:
+        untuned = untuned_protocol(space, variant_keys, seeds=seeds, metric=experiment.metric,
+                                   mode=experiment.mode, max_t=epochs)
+    searched = protocol or untuned
+    if rule.adaptive:
+        labels = [arm.label for arm in searched.arms]
+        if rule.baseline not in labels:
+            raise UserError(f"--max-seeds {rule.schedule.maximum} adds seeds to the arms still "
+                            f"undecided against the baseline {rule.baseline!r}, which this run "
+                            f"lacks (arms: {', '.join(labels)}); add it to the grid or drop "
+                            "--max-seeds")
     # Files last: a sweep that cannot be fair is refused before its data is looked for.
     data_missing = ""
     if check_files:
@@ -153,8 +197,10 @@ def make_plan(experiment: Experiment, options: SweepOptions, *, check_files: boo
         _check_weights(space)
     else:
         data_missing = _missing_files(space)
-    n_trials = protocol.n_trials if protocol else count_trials(space, samples)
-    num_samples = protocol.n_trials if protocol else samples
+    n_trials = searched.n_trials if searched else count_trials(space, samples)
+    extra = rule.schedule.maximum - rule.schedule.initial
+    max_trials = n_trials + (len(searched.arms) * extra if searched else 0)
+    num_samples = max_trials if searched else samples
     reported, reported_note = experiment.reported, experiment.reported_note
     for name in options.profiles:
         if name in experiment.profile_reported:
@@ -169,8 +215,35 @@ def make_plan(experiment: Experiment, options: SweepOptions, *, check_files: boo
         grace_period=experiment.grace_period or max(1, math.ceil(epochs / 5)),
         notes=tuple(notes),
         reported=reported, reported_note=reported_note, tuned=tuned, protocol=protocol,
-        data_missing=data_missing,
+        data_missing=data_missing, seed_rule=rule, untuned=untuned, max_trials=max_trials,
     )
+
+
+def _seed_rule(experiment: Experiment, options: SweepOptions, seeds: int) -> SeedRule:
+    """--seeds K --max-seeds M --seed-batch b --alpha --margin, checked; M = K is fixed."""
+    maximum = options.max_seeds if options.max_seeds is not None else seeds
+    if maximum < seeds:
+        raise UserError(f"--max-seeds {maximum} is below --seeds {seeds}: the maximum must be "
+                        "at least the seeds every arm starts with")
+    batch = options.seed_batch if options.seed_batch is not None else DEFAULT_SEED_BATCH
+    if batch < 1:
+        raise UserError(f"--seed-batch {batch}: must be at least 1")
+    alpha = options.alpha if options.alpha is not None else DEFAULT_ALPHA
+    if not 0 < alpha < 1:
+        raise UserError(f"--alpha {alpha:g}: must be between 0 and 1, e.g. 0.05")
+    margin = options.margin
+    where = "--margin"
+    if margin is None:
+        margin, where = experiment.margin, f"preset {experiment.name}'s margin"
+    if margin is None:
+        margin = DEFAULT_MARGIN
+    if not (math.isfinite(margin) and margin > 0):
+        raise UserError(f"{where} {margin:g}: must be a positive difference in the metric's "
+                        "units (e.g. 0.005, half an accuracy point)")
+    schedule = (SeedSchedule(initial=seeds, maximum=maximum, batch=batch) if maximum > seeds
+                else SeedSchedule.fixed(seeds))
+    return SeedRule(schedule=schedule, baseline=experiment.baseline_variant, alpha=alpha,
+                    margin=margin)
 
 
 def _fixed_by(key: str, overrides: tuple[str, ...]) -> bool:

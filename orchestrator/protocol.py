@@ -12,6 +12,12 @@ tuned arms fairly needs three things this module fixes before any trial starts:
 - a trial's stage (``tune`` | ``replicate`` | ``single``) and draw travel in its config, so
   the scheduler, the sink and the report all read them from the same place.
 
+Then the decide stage (``SeedRule``, with ``--max-seeds`` above ``--seeds``): after every arm
+has its K seeds, each arm is judged against the baseline (``analysis.sequential.judge``, the
+very replay the report makes); arms still inconclusive get more seeds in batches until
+decided or at the maximum. ``look`` turns the compared trials' rows into that decision, for
+the searcher during the run and for the runner afterwards (was the run finished?).
+
 The trials themselves are proposed by ``orchestrator.searcher.AblationSearcher``.
 """
 
@@ -21,10 +27,12 @@ import copy
 import itertools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from analysis.sequential import Judgement, SeedSchedule, judge
+from analysis.verdicts import DEFAULT_ALPHA, DEFAULT_MARGIN
 from orchestrator.domains import cardinality, describe, from_unit, is_domain
 from orchestrator.errors import UserError
 from orchestrator.space import grid_axes, resolve_config, set_path, variant_label
@@ -70,8 +78,16 @@ class TuningProtocol:
     def n_trials(self) -> int:
         return len(self.arms) * (self.samples + len(self.seeds))
 
+    @property
+    def compare_stage(self) -> Stage:
+        """The stage of the trials that are compared: replicates of a tuned choice, or the
+        recipe itself when nothing is tuned (``samples`` 0, see ``untuned_protocol``)."""
+        return "replicate" if self.samples else "single"
+
     def candidates(self) -> list[list[dict[str, Any]]]:
         """Per arm, its ``samples`` candidate values (random search), matched across arms."""
+        if not self.samples:
+            return [[] for _ in self.arms]
         points = unit_points(self)
         return [[{key: from_unit(arm.domains[key], u) for key, u in zip(self.keys, point,
                                                                          strict=True)
@@ -127,6 +143,35 @@ def build_protocol(space: Mapping[str, Any], variant_keys: tuple[str, ...],
                    tuned: Mapping[str, Any], *, samples: int, seeds: int, search: str,
                    search_seed: int, metric: str, mode: str, max_t: int) -> TuningProtocol:
     """Arms from the space's grid (seeds excluded), each with its domains; checked."""
+    arms = _arms(space, variant_keys, tuned)
+    if not any(arm.domains for arm in arms):
+        raise UserError(f"--samples {samples} but nothing is tuned; add a domain, e.g. "
+                        "--set 'train.lr=loguniform(1e-4,3e-3)'")
+    for arm in arms:
+        distinct = math.prod(cardinality(d) for d in arm.domains.values()) if arm.domains else 1
+        if distinct < samples:
+            raise UserError(f"--samples {samples} but arm {arm.label} has only {distinct:g} "
+                            f"distinct settings of {', '.join(arm.domains) or 'its tuned keys'}; "
+                            f"use --samples {int(distinct)} or add a continuous domain")
+    keys = tuple(sorted({key for arm in arms for key in arm.domains}))
+    replicate = tuple(s for s in range(TUNING_SEED + 1, TUNING_SEED + 1 + seeds))
+    return TuningProtocol(arms=tuple(arms), keys=keys, samples=samples, seeds=replicate,
+                          search="optuna" if search == "optuna" else "random",
+                          search_seed=search_seed, metric=metric, mode=mode,  # type: ignore[arg-type]
+                          max_t=max_t)
+
+
+def untuned_protocol(space: Mapping[str, Any], variant_keys: tuple[str, ...], *, seeds: int,
+                     metric: str, mode: str, max_t: int) -> TuningProtocol:
+    """Nothing to tune: every arm's recipe on seeds 0..seeds-1 (the seeds a grid run uses),
+    proposed by the searcher so that it can add seeds to the arms that need them."""
+    return TuningProtocol(arms=tuple(_arms(space, variant_keys, {})), keys=(), samples=0,
+                          seeds=tuple(range(seeds)), search="random", search_seed=0,
+                          metric=metric, mode=mode, max_t=max_t)  # type: ignore[arg-type]
+
+
+def _arms(space: Mapping[str, Any], variant_keys: tuple[str, ...],
+          tuned: Mapping[str, Any]) -> list[Arm]:
     axes = {k: v for k, v in grid_axes(space).items() if k != "seed"}
     for key in tuned:
         if key in axes:
@@ -149,18 +194,142 @@ def build_protocol(space: Mapping[str, Any], variant_keys: tuple[str, ...],
                                 f"{variant_label(config, variant_keys)}: {domain!r}")
             domains[key] = domain
         arms.append(Arm(variant_label(config, variant_keys), config, domains))
-    if not any(arm.domains for arm in arms):
-        raise UserError(f"--samples {samples} but nothing is tuned; add a domain, e.g. "
-                        "--set 'train.lr=loguniform(1e-4,3e-3)'")
-    for arm in arms:
-        distinct = math.prod(cardinality(d) for d in arm.domains.values()) if arm.domains else 1
-        if distinct < samples:
-            raise UserError(f"--samples {samples} but arm {arm.label} has only {distinct:g} "
-                            f"distinct settings of {', '.join(arm.domains) or 'its tuned keys'}; "
-                            f"use --samples {int(distinct)} or add a continuous domain")
-    keys = tuple(sorted({key for arm in arms for key in arm.domains}))
-    replicate = tuple(s for s in range(TUNING_SEED + 1, TUNING_SEED + 1 + seeds))
-    return TuningProtocol(arms=tuple(arms), keys=keys, samples=samples, seeds=replicate,
-                          search="optuna" if search == "optuna" else "random",
-                          search_seed=search_seed, metric=metric, mode=mode,  # type: ignore[arg-type]
-                          max_t=max_t)
+    return arms
+
+
+# ---- decide: seeds until each arm's verdict is in ------------------------------------------
+FAILED_STATUSES = ("diverged", "error")   # a failed seed: an outcome, None in per_seed
+OK_STATUSES = ("ok", "early_stopped")
+
+
+@dataclass(frozen=True)
+class SeedRule:
+    """How many seeds each arm gets, and the verdicts that stop it getting more."""
+
+    schedule: SeedSchedule
+    baseline: str
+    alpha: float = DEFAULT_ALPHA
+    margin: float = DEFAULT_MARGIN
+
+    @property
+    def adaptive(self) -> bool:
+        return self.schedule.adaptive
+
+    def record(self) -> dict[str, Any]:
+        """meta.json's keys for it (the report replays the looks from these)."""
+        return {"seed_schedule": self.schedule.to_meta(), "alpha": self.alpha,
+                "margin": self.margin}
+
+    def describe(self) -> str:
+        schedule = self.schedule
+        if not self.adaptive:
+            return (f"{schedule.initial} per arm (fixed; verdicts at alpha {self.alpha:g}, "
+                    f"equivalence margin {self.margin:g})")
+        looks = schedule.looks
+        return (f"{schedule.initial} per arm, then {schedule.batch} more at a time for the "
+                f"arms still inconclusive against {self.baseline} (and for {self.baseline}), "
+                f"at most {schedule.maximum}: looks at {', '.join(map(str, looks))} seeds; "
+                f"{schedule.to_meta()['design']}: each test at alpha {self.alpha:g}/{len(looks)} = "
+                f"{schedule.alpha_per_look(self.alpha):.3g}; equivalence margin "
+                f"{self.margin:g}")
+
+
+@dataclass(frozen=True)
+class Look:
+    """One look at the compared trials: the verdicts, and the seeds each arm gets next."""
+
+    metric: str
+    judgement: Judgement | None       # None: no baseline seed to compare with
+    more: dict[str, int]              # arm label -> seeds to add (within the maximum)
+    seeds: int                        # seeds per arm this look is at
+
+    @property
+    def done(self) -> bool:
+        return not self.more
+
+    def line(self, rule: SeedRule) -> str:
+        """E.g. "look 2/6 at 5 seeds: se better (look 1), cbam inconclusive -> 2 more seeds
+        for cbam and none"."""
+        total = len(rule.schedule.looks)
+        if self.judgement is None:
+            return (f"look: no seed of the baseline {rule.baseline} to compare with -> no "
+                    "more seeds")
+        j = self.judgement
+        head = (f"look {j.look}/{total} at {self.seeds} seeds" if j.look else
+                f"before look 1/{total} ({self.seeds} seeds with a {self.metric})")
+        verdicts = ", ".join(
+            f"{c.variant} {c.verdict}" + (f" (look {c.look})" if c.decided and c.look < j.look
+                                          else "")
+            for c in j.comparisons) or "no arm to compare"
+        if self.more:
+            counts = sorted(set(self.more.values()))
+            if len(counts) == 1:
+                n = counts[0]
+                tail = f"{n} more seed{'s' if n != 1 else ''} for {_names(list(self.more))}"
+            else:
+                tail = ", ".join(f"{n} more for {arm}" for arm, n in self.more.items())
+        elif all(c.decided for c in j.comparisons):
+            tail = "every arm decided, no more seeds"
+        else:
+            tail = f"at the maximum of {rule.schedule.maximum} seeds, no more seeds"
+        return f"{head}: {verdicts} -> {tail}"
+
+
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def outcomes(rows: Iterable[Mapping[str, Any]], arms: Iterable[str], baseline: str
+             ) -> tuple[str, dict[str, dict[int, float | None]]]:
+    """The metric the report compares and ``{arm: {seed: value, None if failed}}``.
+
+    ``rows`` are compared trials that ended, with the fields trials.parquet holds (variant,
+    seed, status, test_acc, best_val_acc: the sink's values). The report's rules
+    (``analysis.study``): test_acc when the baseline's ok trials have one, else best_val_acc;
+    a diverged or errored seed is None; an ok trial without the metric measured nothing and
+    is left out. Arms not in ``arms`` are ignored.
+    """
+    rows = [r for r in rows if r.get("variant") in set(arms) and r.get("seed") is not None]
+    tests = [r.get("test_acc") for r in rows
+             if r["variant"] == baseline and r.get("status") in OK_STATUSES]
+    metric = "test_acc" if any(_finite(v) for v in tests) else "best_val_acc"
+    per_seed: dict[str, dict[int, float | None]] = {arm: {} for arm in arms}
+    for row in sorted(rows, key=lambda r: int(r["seed"])):
+        value, status = row.get(metric), row.get("status")
+        if status in FAILED_STATUSES:
+            per_seed[row["variant"]][int(row["seed"])] = None
+        elif status in OK_STATUSES and _finite(value):
+            per_seed[row["variant"]][int(row["seed"])] = float(value)
+    return metric, per_seed
+
+
+def look(rows: Iterable[Mapping[str, Any]], arms: list[str], rule: SeedRule,
+         queued: Mapping[str, int]) -> Look:
+    """Judge the compared trials (all ended) and say how many more seeds each arm gets.
+
+    ``arms`` are the arms that have compared trials (an arm whose every tuning candidate
+    failed has none); ``queued`` is how many seeds each arm has been given so far, so that
+    no arm goes past the schedule's maximum even when a seed measured nothing.
+    """
+    metric, per_seed = outcomes(rows, arms, rule.baseline)
+    seeds = max((len(v) for v in per_seed.values()), default=0)
+    if rule.baseline not in per_seed:
+        return Look(metric, None, {}, seeds)
+    ordered = {rule.baseline: per_seed[rule.baseline],
+               **{a: v for a, v in per_seed.items() if a != rule.baseline}}
+    judgement = judge(ordered, rule.baseline, rule.schedule, metric=metric, alpha=rule.alpha,
+                      margin=rule.margin)
+    more = {}
+    wanted = judgement.more
+    for arm, n in sorted(wanted.items(), key=lambda item: item[0] == rule.baseline):
+        room = rule.schedule.maximum - queued.get(arm, len(per_seed[arm]))
+        if min(n, room) > 0:
+            more[arm] = min(n, room)
+    if judgement.look:
+        seeds = rule.schedule.looks[judgement.look - 1]
+    return Look(metric, judgement, more, seeds)
+
+
+def _finite(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))

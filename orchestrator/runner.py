@@ -118,13 +118,15 @@ def build_tuner(plan: Plan, target: RunTarget, verbosity: int):
         candidates=plan.protocol.samples if plan.protocol else 1)
     search, param_space, max_concurrent = None, plan.space, plan.max_concurrent
     callbacks: list[Any] = []
-    if plan.protocol is not None:
+    if plan.searched is not None:
         # The searcher proposes complete configs and limits concurrency itself: Tune's own
         # ConcurrencyLimiter does not save which trials it saw, so after --resume it would
-        # swallow their completions and the protocol would wait for them forever.
-        search = AblationSearcher(plan.protocol, verbosity=verbosity,
+        # swallow their completions and the protocol would wait for them forever. It also
+        # adds the seeds an adaptive run's undecided arms need (a grid cannot).
+        search = AblationSearcher(plan.searched, verbosity=verbosity,
                                   max_concurrent=plan.max_concurrent,
-                                  waiting=scheduler.is_waiting if halving else None)
+                                  waiting=scheduler.is_waiting if halving else None,
+                                  rule=plan.seed_rule)
         param_space, max_concurrent = {}, None
     if halving:
         callbacks.append(scheduler.memory)  # its rung decisions ride in Tune's snapshots
@@ -142,7 +144,8 @@ def build_tuner(plan: Plan, target: RunTarget, verbosity: int):
             name=target.run_id,
             storage_path=target.experiment_dir,
             callbacks=[ParquetSink(target.location, labeler),
-                       ProgressView(plan.n_trials, labeler, verbosity), *callbacks],
+                       ProgressView(plan.max_trials or plan.n_trials, labeler, verbosity),
+                       *callbacks],
             failure_config=tune.FailureConfig(max_failures=0),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=0,
@@ -161,6 +164,7 @@ def write_meta(target: RunTarget, plan: Plan, argv: list[str], options: Any, **e
         "reported": {k: dict(v) for k, v in plan.reported.items()},
         "reported_note": plan.reported_note,
         "variant_keys": list(plan.variant_keys), "n_trials": plan.n_trials,
+        "max_trials": plan.max_trials or plan.n_trials,
         "scheduler": plan.scheduler, "search": plan.search, "grace_period": plan.grace_period,
         "reduction_factor": plan.experiment.reduction_factor,
         "protocol": (plan.protocol.record() if plan.protocol is not None
@@ -170,6 +174,8 @@ def write_meta(target: RunTarget, plan: Plan, argv: list[str], options: Any, **e
         "cli": argv, "git_revision": run_meta.git_revision(), "versions": run_meta.versions(),
         "hardware": run_meta.hardware(), "started_at": run_meta.now(), "ended_at": None,
         "smoke": options.smoke, "state": "running",
+        # Always, also for a fixed number of seeds: the report replays its looks from these.
+        **_seed_record(plan),
     }
     if files.exists("meta.json"):
         previous = files.read_json("meta.json")
@@ -177,6 +183,16 @@ def write_meta(target: RunTarget, plan: Plan, argv: list[str], options: Any, **e
         record["resumed_at"] = [*previous.get("resumed_at", []), run_meta.now()]
     record.update(extra)
     files.write_json(record, "meta.json")
+
+
+def _seed_record(plan: Plan) -> dict[str, Any]:
+    from analysis.sequential import SeedSchedule
+    from analysis.verdicts import DEFAULT_ALPHA, DEFAULT_MARGIN
+
+    if plan.seed_rule is not None:
+        return plan.seed_rule.record()
+    return {"seed_schedule": SeedSchedule.fixed(len(_seeds(plan))).to_meta(),
+            "alpha": DEFAULT_ALPHA, "margin": DEFAULT_MARGIN}
 
 
 def _seeds(plan: Plan) -> list[Any]:
@@ -201,12 +217,12 @@ def finish_meta(target: RunTarget, state: str) -> None:
 def _pending_trials(plan: Plan):
     """Let Tune queue as many trials as the searcher offers (it would queue one at a time
     for a custom searcher), so a cluster's autoscaler sees the demand at once."""
-    if plan.protocol is None:
+    if plan.searched is None:
         yield
         return
     name = "TUNE_MAX_PENDING_TRIALS_PG"
     before = os.environ.get(name)
-    os.environ[name] = str(max(1, plan.n_trials))
+    os.environ[name] = str(max(1, plan.max_trials or plan.n_trials))
     try:
         yield
     finally:
@@ -267,10 +283,14 @@ def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
     write_meta(target, plan, argv, options)
     if verbosity > 0:
         verb = "resuming" if resume else "running"
-        print(f"{verb} {plan.experiment.name}: {plan.n_trials} trials "
+        count = (f"{plan.n_trials} to {plan.max_trials}" if plan.adaptive
+                 else str(plan.n_trials))
+        print(f"{verb} {plan.experiment.name}: {count} trials "
               f"({plan.scheduler}, {plan.search}) -> {target.location}", flush=True)
         if plan.protocol is not None:
             print(f"protocol: {describe_protocol(plan.protocol)}", flush=True)
+        if plan.adaptive:
+            print(f"seeds: {plan.seed_rule.describe()}", flush=True)
         for note in plan.notes:
             print(f"note: {note}", flush=True)
     if resume:
@@ -309,15 +329,29 @@ def _was_interrupted(target: RunTarget, plan: Plan) -> bool:
     statuses = trials["status"].to_list()
     if "running" in statuses:
         return True
-    if plan.protocol is None:
+    if plan.searched is None:
         return len(statuses) < plan.n_trials
     # An arm whose every candidate diverged or failed has nothing to replicate.
-    protocol = plan.protocol
-    rows = trials.select("variant", "stage", "status").to_dicts()
+    protocol = plan.searched
+    stage = protocol.compare_stage
+    columns = [c for c in ("variant", "stage", "seed", "status", "test_acc", "best_val_acc")
+               if c in trials.columns]
+    rows = trials.select(columns).to_dicts()
+    compared_arms = []
     for arm in protocol.arms:
         tuned = [r for r in rows if r["variant"] == arm.label and r["stage"] == "tune"]
-        replicated = [r for r in rows if r["variant"] == arm.label and r["stage"] == "replicate"]
-        usable = any(r["status"] in ("ok", "early_stopped") for r in tuned)
-        if len(tuned) < protocol.samples or (usable and len(replicated) < len(protocol.seeds)):
+        compared = [r for r in rows if r["variant"] == arm.label and r["stage"] == stage]
+        usable = not protocol.samples or any(r["status"] in ("ok", "early_stopped")
+                                             for r in tuned)
+        if len(tuned) < protocol.samples or (usable and len(compared) < len(protocol.seeds)):
             return True
-    return False
+        if usable:
+            compared_arms.append(arm.label)
+    if not plan.adaptive:
+        return False
+    # The same look the searcher makes: seeds still wanted mean the run stopped early.
+    from orchestrator.protocol import look
+
+    compared = [r for r in rows if r["stage"] == stage]
+    queued = {arm: sum(r["variant"] == arm for r in compared) for arm in compared_arms}
+    return not look(compared, compared_arms, plan.seed_rule, queued).done

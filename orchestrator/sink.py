@@ -33,6 +33,14 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def result_fields(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The trials.parquet fields one result sets (a later result overrides an earlier one).
+
+    The searcher judges seeds on these same values, so its verdicts are the report's.
+    """
+    return {key: _finite(result[key]) for key in _FROM_RESULT if key in result}
+
+
 class ParquetSink(Callback):
     """Appends epoch rows to ``epochs/<trial>.parquet`` and keeps ``trials.parquet`` current."""
 
@@ -96,9 +104,7 @@ class ParquetSink(Callback):
             self._write_epochs(trial.trial_id)
             row["epochs_run"] = int(epoch)
             row["final_val_acc"] = _finite(result.get("val_acc"))
-        for key in _FROM_RESULT:
-            if key in result:
-                row[key] = _finite(result[key])
+        row.update(result_fields(result))
         self._write_trials(force=row["status"] != "running")
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:

@@ -67,3 +67,7 @@ class Experiment:
     # with `--samples N > 1`; the recipe in `param_space` stays the default point.
     search_space: Mapping[str, Any] = field(default_factory=dict)
     search_space_note: str = ""                  # where the ranges come from
+    # The equivalence margin of the verdicts, in the metric's units: an arm within it of the
+    # baseline is "equivalent". None: analysis.verdicts.DEFAULT_MARGIN (half an accuracy
+    # point). `--margin` overrides it.
+    margin: float | None = None

@@ -30,6 +30,20 @@ def add_sweep_arguments(parser) -> None:
                        help="apply one of the preset's named override bundles (see `show`), "
                             "before any --set; repeatable")
     group.add_argument("--seeds", type=int, help="seeds per variant (default: the preset's)")
+    group.add_argument("--max-seeds", type=int, metavar="M",
+                       help="seeds until decided: after --seeds K per arm, arms still "
+                            "inconclusive against the baseline (and the baseline) get "
+                            "--seed-batch more at a time until each is better, worse or "
+                            "equivalent, or has M (default: K, a fixed number)")
+    group.add_argument("--seed-batch", type=int, metavar="B",
+                       help="seeds added to each undecided arm per look (default 2)")
+    group.add_argument("--alpha", type=float,
+                       help="error rate of the verdicts over the whole run, split over the "
+                            "planned looks (default 0.05)")
+    group.add_argument("--margin", type=float,
+                       help="equivalence margin in the metric's units: an arm this close to "
+                            "the baseline is 'equivalent' (default: the preset's, else 0.005, "
+                            "half an accuracy point)")
     group.add_argument("--scheduler",
                        choices=("halving-per-variant", "asha-per-variant", "asha", "fifo"),
                        help="how tuning candidates are stopped early (default: the preset's): "
@@ -72,4 +86,6 @@ def sweep_options(args):
         search=args.search, samples=args.samples, max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         data_root=args.data_root, smoke=args.smoke, search_seed=args.search_seed,
+        max_seeds=args.max_seeds, seed_batch=args.seed_batch, alpha=args.alpha,
+        margin=args.margin,
     )

@@ -75,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{label} {line}")
         label = "           "
     print(f"variants:   axes {', '.join(plan.variant_keys)}; baseline {exp.baseline_variant}")
-    print(f"trials:     {plan.n_trials}")
+    if plan.adaptive:
+        print(f"trials:     {plan.n_trials} to {plan.max_trials} (seeds until decided)")
+    else:
+        print(f"trials:     {plan.n_trials}")
     print(f"scheduler:  {plan.scheduler} (metric {exp.metric}, mode {exp.mode}, max_t {plan.max_t} epochs)")
     protocol = plan.protocol
     if protocol is None:
@@ -86,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"budget:     per arm {_tuning_budget(exp, plan)}, then "
               f"{len(protocol.seeds)} x {plan.max_t} replicating; {len(protocol.arms)} arms, "
               f"{plan.n_trials} trials")
+    if plan.seed_rule is not None:
+        print(f"seeds:      {plan.seed_rule.describe()}")
     _print_tuned(exp, plan)
     if plan.data_missing:
         print(f"data:       not on this machine, `run` needs it: {plan.data_missing}")
