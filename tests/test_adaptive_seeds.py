@@ -224,7 +224,7 @@ def test_no_arm_gets_more_than_m_seeds_even_when_a_seed_measured_nothing():
 
 def test_the_metric_is_the_reports_test_acc_else_best_val_acc():
     # Test accuracy says se is worse, validation that it is better: test_acc decides.
-    values = {"none": lambda s: 0.9 + 0.01 * s, "se": lambda s: 0.8 + 0.01 * s}
+    values = {"none": lambda s: 0.9 + 0.01 * s, "se": lambda s: 0.8 + 0.013 * s}
     searcher = _searcher(_plan(arms="[none,se]"))
     for trial_id, config in _drain(searcher):
         value = values[_arm(config)](config["seed"])

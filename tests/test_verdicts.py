@@ -176,7 +176,7 @@ def test_judge_keeps_the_verdict_of_the_first_deciding_look():
 
 def test_an_incomplete_look_is_not_acted_on():
     # The first look needs 3 seeds of every arm; 2 are in: provisional, ask for the rest.
-    data = _seeded({"none": [0.9, 0.91], "bad": [0.5, 0.51]})
+    data = _seeded({"none": [0.9, 0.91], "bad": [0.5, 0.52]})
     j = judge(data, "none", SeedSchedule(3, 7, 2))
     assert j.look == 0 and j.more == {"none": 1, "bad": 1}
     (c,) = j.comparisons
@@ -187,7 +187,7 @@ def test_an_incomplete_look_is_not_acted_on():
 def test_a_closed_run_judges_the_seeds_it_has():
     # Finished with an arm short of the look (its last seed crashed before it was recorded):
     # nothing more will come, so the seeds there are the last look and decide.
-    data = _seeded({"none": [0.9, 0.91, 0.905], "bad": [0.5, 0.51]})
+    data = _seeded({"none": [0.9, 0.91, 0.905], "bad": [0.5, 0.52]})
     j = judge(data, "none", SeedSchedule(3, 7, 2), closed=True)
     (c,) = j.comparisons
     assert not c.provisional and c.verdict == "worse" and j.more == {}
