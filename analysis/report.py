@@ -372,7 +372,7 @@ def _comparisons_html(stats: StudyStats) -> str:
             f"Better/worse: paired t-test, Holm-corrected across arms, at {_esc(level)}. "
             "The exact sign-flip permutation test (same correction) is a distribution-free "
             "check beside it; with few seeds it cannot reach α (3 seeds: p ≥ 0.25). "
-            f"Equivalent: TOST rejects both one-sided nulls of a difference beyond "
+            f"Equivalent: TOST (same correction) rejects both one-sided nulls of a difference beyond "
             f"±{margin:.2f}{unit_text} at the same level. Otherwise inconclusive, with the "
             "smallest difference these seeds detect and the seeds that would detect one of the "
             "margin (80% power, paired t at the per-arm level). A diverged or failed trial "

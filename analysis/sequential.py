@@ -8,7 +8,8 @@ long as any arm still needs it.
 Why this is valid: the design is Bonferroni over the planned looks. Every test at every
 look runs at alpha / L for L planned looks (Holm across arms within a look), so the chance
 of any false "better"/"worse" over the whole run is at most the sum over looks, alpha; the
-same holds for the TOST that declares "equivalent". It is conservative (an alpha-spending
+same holds for the TOST that declares "equivalent" (Holm-corrected across arms as well, so
+the bound is for any arm of the run, not for each). It is conservative (an alpha-spending
 function or an anytime-valid confidence sequence would spend less), but it needs no
 assumption about how the looks are correlated and no interim bookkeeping, and the
 simulation in `benchmarks/adaptive_seeds.py` shows what it costs and saves.

@@ -6,8 +6,9 @@ with a fixed number of seeds, alpha / looks for an adaptive one, see `analysis.s
 1. fewer than 2 seeds where both the arm and the baseline finished -> "inconclusive";
 2. the paired t-test's p, Holm-corrected across the arms, below alpha_look -> "better" or
    "worse" by the sign of the difference;
-3. else the TOST against +-margin rejects both one-sided nulls at alpha_look ->
-   "equivalent" (the arm is within the margin of the baseline);
+3. else the TOST against +-margin, Holm-corrected across the arms too, rejects both
+   one-sided nulls at alpha_look -> "equivalent" (the arm is within the margin of the
+   baseline);
 4. else "inconclusive", with the smallest difference these seeds could detect and the
    seeds that would detect a difference of the margin (both at 80% power).
 
@@ -62,7 +63,7 @@ class Comparison:
     p_value: float               # paired t-test, two-sided
     p_adjusted: float            # ... corrected across arms (`correction`)
     p_sign_flip: float           # exact sign-flip permutation test, same correction
-    p_tost: float                # TOST against +-margin
+    p_tost: float                # TOST against +-margin, same correction
     verdict: str
     alpha: float                 # the run's alpha
     alpha_look: float            # the level each test used at this look
@@ -121,7 +122,9 @@ class Comparison:
         if self.verdict in ("better", "worse"):
             verdict = f"{self.verdict} at α = {self._level()}"
         elif self.verdict == "equivalent":
-            verdict = f"equivalent within {margin} (TOST {_p(self.p_tost)}, α = {self._level()})"
+            corrected = f", {_CORRECTED[self.correction]}" if self.correction != "none" else ""
+            verdict = (f"equivalent within {margin} (TOST {_p(self.p_tost)}{corrected}, "
+                       f"α = {self._level()})")
         else:
             verdict = (f"inconclusive at α = {self._level()}: neither a difference nor "
                        f"equivalence within {margin}")
@@ -205,18 +208,21 @@ def compare_to_baseline(per_seed: PerSeed, baseline: str, *, metric: str = "best
         mine = _finished(per_seed[arm])
         common = sorted(set(mine) & set(base))
         d = np.asarray([mine[s] - base[s] for s in common], dtype=float)
-        rows.append((arm, d, paired_t_test(d), sign_flip_test(d) if d.size >= 2 else math.nan))
+        rows.append((arm, d, paired_t_test(d), sign_flip_test(d) if d.size >= 2 else math.nan,
+                     tost(d, margin) if d.size >= 2 else math.nan))
     p_adj = adjust([r[2] for r in rows], correction)
     sf_adj = adjust([r[3] for r in rows], correction)
+    # "Equivalent" is a claim too: corrected across arms like "better", or three arms at
+    # the margin would be called equivalent by one of them up to 3 alpha of the time.
+    eq_adj = adjust([r[4] for r in rows], correction)
     # Worst case of Holm/BH over k arms is Bonferroni: plan power at level / k.
     plan_level = level / max(1, len(arms)) if correction != "none" else level
     out = []
-    for (arm, d, p, _), p_a, p_sf_a in zip(rows, p_adj, sf_adj, strict=True):
+    for (arm, d, p, _, _), p_a, p_sf_a, p_eq in zip(rows, p_adj, sf_adj, eq_adj, strict=True):
         n = int(d.size)
         mean = float(d.mean()) if n else math.nan
         sd = float(d.std(ddof=1)) if n >= 2 else math.nan
         low, high = t_interval(d, confidence=confidence)
-        p_eq = tost(d, margin) if n >= 2 else math.nan
         if n < 2:
             verdict = "inconclusive"
         elif p_a < level:
@@ -230,7 +236,7 @@ def compare_to_baseline(per_seed: PerSeed, baseline: str, *, metric: str = "best
         out.append(Comparison(
             variant=arm, baseline=baseline, metric=metric, n_pairs=n, mean_diff=mean,
             sd_diff=sd, ci_low=low, ci_high=high, p_value=p, p_adjusted=float(p_a),
-            p_sign_flip=float(p_sf_a), p_tost=p_eq, verdict=verdict, alpha=alpha,
+            p_sign_flip=float(p_sf_a), p_tost=float(p_eq), verdict=verdict, alpha=alpha,
             alpha_look=level, margin=margin,
             detectable=detectable_effect(sd, n, alpha=plan_level, power=POWER),
             seeds_for_margin=seeds_needed(sd, margin, alpha=plan_level, power=POWER,

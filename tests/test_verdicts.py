@@ -49,7 +49,7 @@ def test_consistent_loss_is_worse_and_lower_is_better_flips_it():
 def test_equivalent_needs_the_tost_to_reject_both_sides():
     (c,) = compare_to_baseline(_runs(BASE8, eca=_shift(BASE8, 0.0)), "baseline")
     assert c.verdict == "equivalent" and c.p_tost < 0.05
-    assert "equivalent within ±0.50 points (TOST p < 0.001, α = 0.05)" in c.sentence()
+    assert "equivalent within ±0.50 points (TOST p < 0.001, Holm, α = 0.05)" in c.sentence()
     # The same arm against a margin smaller than its noise: not equivalent, inconclusive.
     (c,) = compare_to_baseline(_runs(BASE8, eca=_shift(BASE8, 0.0)), "baseline",
                                margin=0.0002)
@@ -243,7 +243,7 @@ def test_sentences_word_for_word():
     assert same.sentence() == (
         "eca vs baseline: -0.00 points (95% t-interval -0.03 to +0.02, 8 paired seeds; paired t "
         "p = 0.91; sign-flip check p = 1.00): equivalent within ±0.50 points (TOST p < 0.001, "
-        "α = 0.05).")
+        "Holm, α = 0.05).")
     noisy = [0.01, -0.012, 0.008]
     j = judge(_seeded({"none": [0.9] * 3, "x": [0.9 + e for e in noisy]}), "none",
               SeedSchedule(3, 7, 2))
@@ -334,3 +334,20 @@ def test_an_effect_out_of_reach_says_so():
     (c,) = compare_to_baseline(_runs([0.5] * 3, x=[0.5 + e for e in wild]), "baseline")
     assert c.seeds_for_margin is None and c.detectable is not None
     assert "detecting one of 0.50 points would take more than 1000 seeds." in c.sentence()
+
+
+def test_equivalence_is_corrected_across_arms_like_a_difference():
+    # Three arms near the margin, each equivalent on its own at 0.05: Holm over the three
+    # TOSTs is what keeps "some arm falsely equivalent" at alpha for the run.
+    from analysis.stats import holm, tost
+
+    # Raw TOST p 0.022, 0.025, 0.028 (paired t p 0.07-0.10): Holm makes them 0.066.
+    wobble = np.array([0.004, -0.003, 0.002, -0.004, 0.003, 0.001, -0.002, -0.001]) * 1.1
+    arms = {f"a{k}": _shift(BASE8, 0.0022 + 0.0001 * k, np.roll(wobble, k)) for k in range(3)}
+    raw = {c.variant: c for c in compare_to_baseline(_runs(BASE8, **arms), "baseline",
+                                                      correction="none")}
+    adj = {c.variant: c for c in compare_to_baseline(_runs(BASE8, **arms), "baseline")}
+    tosts = [tost(np.subtract(arms[a], BASE8), 0.005) for a in sorted(arms)]
+    assert [adj[a].p_tost for a in sorted(arms)] == pytest.approx(list(holm(tosts)))
+    assert all(raw[a].verdict == "equivalent" for a in arms)
+    assert all(adj[a].verdict == "inconclusive" for a in arms)
