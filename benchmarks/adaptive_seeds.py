@@ -11,9 +11,10 @@ effect (sd 0.01) is shared by every arm on seed s (the same seed number), so it 
 a paired difference; the arm noise has sd sd_diff / sqrt(2), so a paired difference has sd
 sd_diff = 0.005 (half an accuracy point, the size of the margin). Heavy-tailed noise draws
 the seed effect and the arm noise from Student t(3) / sqrt(3) (same sd). Scenarios give the
-three arms' true effects in units of the margin; "precise" repeats "all at margin" with
-sd_diff = 0.001 (a fifth of the margin), where the TOST's other side has full power and a
-false "equivalent" is as likely as the design allows.
+three arms' true effects in units of the margin. A sweep puts all three arms exactly at the
+margin for sds of a paired difference from 0.5x to 2x the margin (normal noise), under both
+schedules and a fixed 10 seeds (one look at the full alpha), where a false "equivalent" for
+some arm of the run is as likely as the design allows.
 
 Rules: "Bonferroni" is `judge` as shipped (every test at every look at alpha / L, Holm
 across the arms within a look). "naive" is the same loop testing at the full alpha at every
