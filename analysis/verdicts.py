@@ -139,12 +139,16 @@ class Comparison:
                 verdict += (f"; detecting one of {amount(self.margin, signed=False)}{unit} "
                             f"would take more than {MAX_SEEDS_PLANNED} seeds")
         text = f"{head}: {detail}: {verdict}"
-        if self.tests_disagree:
+        if self.tests_disagree and self.p_adjusted < self.alpha_look:
             floor = min_attainable_p(self.n_pairs, "sign_flip")
             why = (f" (with {self.n_pairs} seeds it cannot go below {floor:.3g})"
                    if floor >= self.alpha_look else "")
             text += (f". The sign-flip check disagrees{why}, so this rests on the t-test's "
                      "assumption of roughly normal seed differences")
+        elif self.tests_disagree:
+            text += (". The sign-flip check disagrees: it rejects where the t-test does not, "
+                     "a sign of seed differences far from normal (one seed dominating the "
+                     "mean); more seeds would settle it")
         if self.failed > self.baseline_failed and self.verdict == "better":
             text += (f". Note it failed on {self.failed} of {self.runs} seeds against the "
                      f"baseline's {self.baseline_failed} of {self.baseline_runs}")

@@ -326,7 +326,9 @@ def test_sentence_without_correction_and_with_a_check_that_can_reach_alpha():
     assert c.p_sign_flip == pytest.approx(2 / 256) and c.p_value > 0.05
     text = c.sentence()
     assert "paired t p = 0.28; sign-flip check p = 0.0078)" in text
-    assert "The sign-flip check disagrees, so this rests on" in text
+    assert ("The sign-flip check disagrees: it rejects where the t-test does not, a sign of "
+            "seed differences far from normal") in text
+    assert "rests on the t-test" not in text
 
 
 def test_an_effect_out_of_reach_says_so():
