@@ -20,10 +20,12 @@ the driver acted on: an arm's verdict is the one from the first look that decide
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from analysis.summary import FAILED_STATUSES, OK_STATUSES
 from analysis.verdicts import (
     DEFAULT_ALPHA,
     DEFAULT_MARGIN,
@@ -78,6 +80,37 @@ class SeedSchedule:
             return None
         return cls(initial=int(meta["initial"]), maximum=int(meta["maximum"]),
                    batch=int(meta["batch"]))
+
+
+def outcomes(rows: Iterable[Mapping[str, Any]], arms: Iterable[str], baseline: str | None
+             ) -> tuple[str, dict[str, dict[int, float | None]]]:
+    """The metric the verdicts compare and ``{arm: {seed: value, None if failed}}``.
+
+    One definition for the report and the driver that adds seeds, so both judge the same
+    numbers. ``rows`` are compared trials that ended, with trials.parquet's fields (variant,
+    seed, status, test_acc, best_val_acc). The metric is test_acc when the baseline's ok
+    trials have one (every arm's when there is no baseline), else best_val_acc; a diverged
+    or errored seed is None; an ok trial without the metric measured nothing and is left
+    out. Arms not in ``arms`` are ignored.
+    """
+    arms = list(arms)
+    rows = [r for r in rows if r.get("variant") in set(arms) and r.get("seed") is not None]
+    tests = [r.get("test_acc") for r in rows if r.get("status") in OK_STATUSES
+             and (baseline is None or r["variant"] == baseline)]
+    metric = "test_acc" if any(_finite(v) for v in tests) else "best_val_acc"
+    per_seed: dict[str, dict[int, float | None]] = {arm: {} for arm in arms}
+    for row in sorted(rows, key=lambda r: int(r["seed"])):
+        value, status = row.get(metric), row.get("status")
+        if status in FAILED_STATUSES:
+            per_seed[row["variant"]][int(row["seed"])] = None
+        elif status in OK_STATUSES and _finite(value):
+            per_seed[row["variant"]][int(row["seed"])] = float(value)
+    return metric, per_seed
+
+
+def _finite(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def _first(per_seed: Mapping[int, float | None], n: int) -> dict[int, float | None]:

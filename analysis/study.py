@@ -25,9 +25,9 @@ import numpy as np
 import polars as pl
 
 from analysis.load import Run
-from analysis.sequential import Judgement, SeedSchedule, judge
+from analysis.sequential import Judgement, SeedSchedule, judge, outcomes
 from analysis.stats import aso_epsilon, estimate, interval_label
-from analysis.summary import OK_STATUSES, variant_order
+from analysis.summary import FAILED_STATUSES, OK_STATUSES, variant_order
 from analysis.verdicts import DEFAULT_ALPHA, DEFAULT_MARGIN, Comparison
 
 # (trials column, label, higher is better)
@@ -41,7 +41,6 @@ METRICS: tuple[tuple[str, str, bool], ...] = (
 )
 # Constants of a configuration, not outcomes of a seed: no interval.
 CONSTANTS = ("params",)
-FAILED_STATUSES = ("diverged", "error")
 
 # A source's reported key -> our trials column measuring the same thing. Training time is
 # not here: seconds on their hardware and ours are not comparable, only ratios to each
@@ -155,33 +154,6 @@ def trial_metrics(run: Run) -> pl.DataFrame:
     return trials.join(throughput, on="trial_id", how="left")
 
 
-def primary_metric(trials: pl.DataFrame, baseline: str | None) -> str:
-    """test_acc where the baseline's ok trials have one (the held-out number), else best_val_acc."""
-    scope = trials.filter(pl.col("variant") == baseline) if baseline else trials
-    if scope.height and scope["test_acc"].drop_nulls().drop_nans().len() > 0:
-        return "test_acc"
-    return "best_val_acc"
-
-
-def per_seed_outcomes(trials: pl.DataFrame, order: Sequence[str], metric: str
-                      ) -> dict[str, dict[int, float | None]]:
-    """{arm: {seed: metric}}, None for a seed whose trial diverged or failed.
-
-    A finished trial without the metric (a missing test split) is left out: it neither
-    failed nor measured anything.
-    """
-    out: dict[str, dict[int, float | None]] = {v: {} for v in order}
-    for variant, seed, status, value in trials.select(
-            "variant", "seed", "status", pl.col(metric).cast(pl.Float64)).iter_rows():
-        if variant not in out or seed is None:
-            continue
-        if status in FAILED_STATUSES:
-            out[variant][int(seed)] = None
-        elif status in OK_STATUSES and value is not None and math.isfinite(value):
-            out[variant][int(seed)] = float(value)
-    return out
-
-
 def _estimates(ok: pl.DataFrame, order: Sequence[str], interval: str,
                confidence: float) -> pl.DataFrame:
     rows = []
@@ -221,7 +193,9 @@ def study_stats(run: Run, *, alpha: float | None = None, margin: float | None = 
     baseline = baseline if baseline in order else None
     compared = compared_trials(run)
     ok = trial_metrics(run)
-    primary = primary_metric(ok, baseline)
+    primary, per_seed = outcomes(
+        compared.select("variant", "seed", "status", "test_acc", "best_val_acc").to_dicts(),
+        order, baseline)
     estimates = _estimates(ok, order, interval, confidence)
     failures = _failures(compared, order)
     seeds = max(failures["runs"].to_list(), default=0)
@@ -235,7 +209,6 @@ def study_stats(run: Run, *, alpha: float | None = None, margin: float | None = 
     if baseline is None:
         notes.append("No baseline variant in this run, so no variant is compared with one.")
     elif len(order) > 1:
-        per_seed = per_seed_outcomes(compared, order, primary)
         per_seed = {baseline: per_seed[baseline],
                     **{v: per_seed[v] for v in order if v != baseline}}
         judgement = judge(per_seed, baseline, schedule, metric=primary, alpha=alpha,

@@ -16,11 +16,13 @@ import polars as pl
 from analysis.load import Run
 from analysis.schema import STATUSES
 
-__all__ = ["MISSING", "OK_STATUSES", "display_table", "format_table", "summarize", "variant_order"]
+__all__ = ["FAILED_STATUSES", "MISSING", "OK_STATUSES", "display_table", "format_table", "summarize", "variant_order"]
 
 # Trials whose metrics count. Diverged, error and still-running trials are listed in
 # `statuses` but would bias the means (a diverged trial's "best" accuracy is near chance).
 OK_STATUSES = ("ok", "early_stopped")
+# Trials that ran and produced no metric: a failed seed is an outcome of its arm.
+FAILED_STATUSES = ("diverged", "error")
 
 # Shown wherever a number is missing (never reached, no reported value, no baseline).
 MISSING = "—"

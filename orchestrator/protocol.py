@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from analysis.sequential import Judgement, SeedSchedule, judge
+from analysis.sequential import Judgement, SeedSchedule, judge, outcomes
 from analysis.verdicts import DEFAULT_ALPHA, DEFAULT_MARGIN
 from orchestrator.domains import cardinality, describe, from_unit, is_domain
 from orchestrator.errors import UserError
@@ -198,8 +198,6 @@ def _arms(space: Mapping[str, Any], variant_keys: tuple[str, ...],
 
 
 # ---- decide: seeds until each arm's verdict is in ------------------------------------------
-FAILED_STATUSES = ("diverged", "error")   # a failed seed: an outcome, None in per_seed
-OK_STATUSES = ("ok", "early_stopped")
 
 
 @dataclass(frozen=True)
@@ -279,30 +277,6 @@ def _names(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def outcomes(rows: Iterable[Mapping[str, Any]], arms: Iterable[str], baseline: str
-             ) -> tuple[str, dict[str, dict[int, float | None]]]:
-    """The metric the report compares and ``{arm: {seed: value, None if failed}}``.
-
-    ``rows`` are compared trials that ended, with the fields trials.parquet holds (variant,
-    seed, status, test_acc, best_val_acc: the sink's values). The report's rules
-    (``analysis.study``): test_acc when the baseline's ok trials have one, else best_val_acc;
-    a diverged or errored seed is None; an ok trial without the metric measured nothing and
-    is left out. Arms not in ``arms`` are ignored.
-    """
-    rows = [r for r in rows if r.get("variant") in set(arms) and r.get("seed") is not None]
-    tests = [r.get("test_acc") for r in rows
-             if r["variant"] == baseline and r.get("status") in OK_STATUSES]
-    metric = "test_acc" if any(_finite(v) for v in tests) else "best_val_acc"
-    per_seed: dict[str, dict[int, float | None]] = {arm: {} for arm in arms}
-    for row in sorted(rows, key=lambda r: int(r["seed"])):
-        value, status = row.get(metric), row.get("status")
-        if status in FAILED_STATUSES:
-            per_seed[row["variant"]][int(row["seed"])] = None
-        elif status in OK_STATUSES and _finite(value):
-            per_seed[row["variant"]][int(row["seed"])] = float(value)
-    return metric, per_seed
-
-
 def look(rows: Iterable[Mapping[str, Any]], arms: list[str], rule: SeedRule,
          queued: Mapping[str, int]) -> Look:
     """Judge the compared trials (all ended) and say how many more seeds each arm gets.
@@ -328,8 +302,3 @@ def look(rows: Iterable[Mapping[str, Any]], arms: list[str], rule: SeedRule,
     if judgement.look:
         seeds = rule.schedule.looks[judgement.look - 1]
     return Look(metric, judgement, more, seeds)
-
-
-def _finite(value: Any) -> bool:
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value))
