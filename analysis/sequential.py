@@ -180,9 +180,9 @@ def judge(per_seed: PerSeed, baseline: str, schedule: SeedSchedule, *,
     comparisons = [decided[a][0] if a in decided else latest[a] for a in arms if a in latest]
     ran = {a: len(per_seed[a]) for a in per_seed}
     targets = dict(ran)
-    if closed:
-        pass
-    elif reached and reached < len(looks):
+    if closed:  # finished: nothing more will run
+        return Judgement(comparisons=comparisons, look=reached, ran=ran, targets=targets)
+    if reached and reached < len(looks):
         following = looks[reached]
         needing = [a for a in arms if a not in decided]
         for a in needing:
