@@ -46,3 +46,15 @@ def cpu() -> torch.device:
 
 def labels_per_class(y: np.ndarray) -> list[int]:
     return np.bincount(y, minlength=10).tolist()
+
+
+def needs_video_codecs() -> None:
+    """Skip unless decord and PyAV are installed; decord is loaded the way the project loads it
+    (its FFmpeg kept private), never by a bare ``import decord`` that would leak it."""
+    from trainables.data.video.codecs import import_av, import_decord
+
+    try:
+        import_decord()
+        import_av()
+    except ImportError as err:
+        pytest.skip(f"video codecs missing: {err}", allow_module_level=True)

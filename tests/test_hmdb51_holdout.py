@@ -15,13 +15,13 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import needs_video_codecs
 from trainables.config import ConfigError, TrainConfig
 from trainables.data.registry import dataset_spec, load_dataset, parse_data_config
 from trainables.data.video.datasets import holdout_videos
 from trainables.data.video.hmdb51 import SPLIT_DIR, load_hmdb51_index, source_video
 
-pytest.importorskip("decord")
-pytest.importorskip("av")
+needs_video_codecs()
 
 CLASSES = 3
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-pytest.importorskip("decord")
-pytest.importorskip("av")
+from tests.conftest import needs_video_codecs
+
+needs_video_codecs()
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import needs_video_codecs
 from trainables.config import TrainConfig
 from trainables.data.video.decode import VideoInfo, decode_frames
 from trainables.data.video.index import VideoEntry
@@ -23,8 +24,7 @@ from trainables.data.video.sampling import (
 from trainables.loop import fit, majority_vote_accuracy
 from trainables.seeding import seed_everything
 
-pytest.importorskip("decord")
-pytest.importorskip("av")
+needs_video_codecs()
 
 SIZE = (48, 64)
 

@@ -49,12 +49,13 @@ class VideoInfo:
 
 
 def _decord() -> Any:
+    from trainables.data.video.codecs import import_decord
+
     try:
-        import decord
+        return import_decord()
     except ImportError as err:
         raise DecoderMissingError("video decoding needs decord: pip install decord2 "
                                   "(the project's `video` extra)") from err
-    return decord
 
 
 def _reason(err: BaseException) -> str:

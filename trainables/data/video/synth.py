@@ -14,8 +14,8 @@ around the region's edges, so any one frame looks the same for every class: posi
 uniform, and sizes of the growing and shrinking shapes are spread like the moving ones.
 
 Everything is drawn from ``numpy.random.default_rng((seed, ...))`` per video, so a seed
-writes the same files (byte-identical with this PyAV/FFmpeg build) and one video does not
-change when the count of others does.
+writes the same files (byte-identical with this PyAV/FFmpeg build, which ``codecs`` keeps
+from mixing with decord's) and one video does not change when the count of others does.
 """
 
 from __future__ import annotations
@@ -44,11 +44,9 @@ HMDB_PARTS = (("f", "h", "u", "l"), ("cm", "nm"), ("np1",), ("fr", "ba", "le", "
 
 
 def _av() -> Any:
-    try:
-        import av
-    except ImportError as err:
-        raise ImportError("writing synthetic videos needs PyAV: pip install av") from err
-    return av
+    from trainables.data.video.codecs import import_av
+
+    return import_av()
 
 
 # ------------------------------------------------------------------------------ drawing
