@@ -24,7 +24,7 @@ from search_spaces.experiment import Experiment
 from search_spaces.variants import VARIANT_KEY, check_variant
 from trainables.config import ConfigError
 from trainables.data.registry import parse_data_config
-from trainables.image import build_model, parse_trial
+from trainables.trial_setup import build_model, parse_trial
 
 # Top-level config sections a `--set` key may start with.
 SECTIONS = ("data", "model", "train", "augment")

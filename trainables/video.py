@@ -15,9 +15,9 @@ from typing import Any
 from trainables.config import AugmentConfig, ConfigError
 from trainables.data.registry import load_dataset
 from trainables.data.video.clips import ClipSplits
-from trainables.image import build_model, parse_trial, resolve_device
 from trainables.loop import FitResult, Reporter, fit
 from trainables.seeding import seed_everything
+from trainables.trial_setup import build_model, parse_trial, resolve_device
 
 
 def run_video_trial(
