@@ -29,7 +29,7 @@ def test_model_keys_are_checked_against_the_builder_and_the_data_fills_the_rest(
     assert pinned(torch.zeros(1, 1, 28, 28)).shape == (1, 3)    # the config may pin it
     with pytest.raises(ConfigError, match=r"unknown config key model\.colour .*valid keys"):
         build_model({"name": "mnist_cnn", "colour": 1})
-    with pytest.raises(ConfigError, match="model.name is missing"):
+    with pytest.raises(ConfigError, match=r"model\.name is missing"):
         build_model({"attention": "se"})
     with pytest.raises(ConfigError, match="no_such_net"):
         build_model({"name": "no_such_net"})

@@ -385,6 +385,20 @@ def test_loading_decord_first_does_not_change_what_pyav_encodes(tmp_path):
     assert digests["pyav alone"] == digests["decord first"]
 
 
+def test_threads_that_decode_first_all_get_a_loaded_decord(wlasl_root):
+    """The first decodes of a process come from a thread pool: none may see decord half loaded."""
+    code = ("import sys; from concurrent.futures import ThreadPoolExecutor\n"
+            "from trainables.data.video.decode import decode_frames\n"
+            "paths = sys.argv[1:] * 4\n"
+            "with ThreadPoolExecutor(len(paths)) as pool:\n"
+            "    print(sorted({f.shape for f in pool.map(lambda p: decode_frames(p, [0]), paths)}))")
+    paths = [str(p) for p in sorted(wlasl_root.glob("videos/*.mp4"))[:3]]
+    out = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == f"[(1, {SMALL[0]}, {SMALL[1]}, 3)]"
+
+
 def test_synthetic_sets_are_deterministic(tmp_path):
     needs_codecs()
     from trainables.data.video.synth import write_hmdb51, write_wlasl

@@ -43,15 +43,17 @@ def import_decord() -> ModuleType:
 
     Raises ImportError when decord is not installed, like ``import decord``.
     """
-    if "decord" in sys.modules:
-        return sys.modules["decord"]
+    # Under the lock, so a thread never gets the half-imported module another thread is
+    # still loading (decoding runs in a thread pool).
     with _import_lock:
-        real = ctypes.CDLL
-        ctypes.CDLL = _local_cdll(real)  # type: ignore[misc]
-        try:
-            import decord
-        finally:
-            ctypes.CDLL = real  # type: ignore[misc]
+        if sys.modules.get("decord") is None:   # absent, or None: "import blocked", let it say so
+            real = ctypes.CDLL
+            ctypes.CDLL = _local_cdll(real)  # type: ignore[misc]
+            try:
+                import decord
+            finally:
+                ctypes.CDLL = real  # type: ignore[misc]
+        import decord
     return decord
 
 
