@@ -91,6 +91,30 @@ def test_cbam_zero_width_mlp_raises() -> None:
     assert "rd_channels" in message  # says what to do
 
 
+@pytest.mark.parametrize(
+    ("channels", "reduction", "hidden"), [(16, 8, 2), (16, 16, 1), (64, 16, 4), (32, 32, 1)]
+)
+def test_cbam_default_hidden_width_is_c_over_r(channels: int, reduction: int, hidden: int) -> None:
+    # Woo et al.'s MLP is C -> C/r -> C; the old rd_divisor=8 default made every one of these 8.
+    block = create_attn("cbam", channels, rd_ratio=1 / reduction)
+    assert isinstance(block, CBAM)
+    assert block.channel.rd_channels == hidden == block.channel.fc1.out_channels
+    assert ChannelGate(channels, rd_ratio=1 / reduction).rd_channels == hidden
+    assert CBAM(channels).channel.rd_channels == channels // 16  # the paper's r=16 default
+
+
+def test_cbam_impossible_width_is_a_one_line_error_with_the_range() -> None:
+    with pytest.raises(ValueError) as info:
+        create_attn("cbam", 16, rd_ratio=1 / 32)  # CNNtention's r=32 on a 16-channel stage
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("ChannelGate: ")
+    assert "rd_ratio=0.03125" in message and "[0.0625, 1]" in message
+    with pytest.raises(ValueError, match=r"^ChannelGate: rd_ratio must be in \(0, 1\].*got 16$"):
+        create_attn("cbam", 16, rd_ratio=16)  # r passed where its inverse belongs
+    with pytest.raises(ValueError, match=r"rd_ratio must be in \(0, 1\].*got 0$"):
+        SqueezeExcite(16, rd_ratio=0)
+
+
 def test_cbam_explicit_rd_channels_escapes_the_guard() -> None:
     assert CBAM(4, rd_ratio=1 / 8, rd_channels=1).channel.rd_channels == 1
 

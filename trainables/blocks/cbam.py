@@ -3,6 +3,12 @@
 Why two gates: the channel gate decides *what* to look at (max pooling adds a sharper cue
 than SE's average alone), the spatial gate decides *where*; channel first, then spatial,
 the order the paper found best.
+
+Why `rd_divisor=1` here where SE keeps timm's 8: the paper's channel MLP is C -> C/r -> C
+(r=16), and CNNtention sweeps r in {8, 16, 32} on 16-channel stages. Rounding the hidden
+width up to a multiple of 8 would turn all three into the same 8-wide MLP (r=2) without a
+word; with 1 (timm's CBAM default too) `rd_ratio=1/r` means C/r, and a ratio under one
+channel is an error (see helpers.py), never a silent change.
 """
 
 from __future__ import annotations
@@ -17,8 +23,29 @@ from trainables.blocks.squeeze_excite import SqueezeExcite
 class ChannelGate(SqueezeExcite):
     """CBAM channel gate (Woo et al. 2018): gate(MLP(avgpool) + MLP(maxpool)), shared MLP.
 
-    The same reduce-expand MLP as SE, applied to a max-pooled descriptor as well.
+    The same reduce-expand MLP as SE, applied to a max-pooled descriptor as well; hidden
+    width C * rd_ratio exactly (`rd_divisor=1`, see the module docstring).
     """
+
+    def __init__(
+        self,
+        channels: int,
+        rd_ratio: float = 1 / 16,
+        rd_channels: int | None = None,
+        rd_divisor: int = 1,
+        act_layer: LayerFactory = nn.ReLU,
+        gate_layer: LayerFactory = nn.Sigmoid,
+        bias: bool = True,
+    ) -> None:
+        super().__init__(
+            channels,
+            rd_ratio=rd_ratio,
+            rd_channels=rd_channels,
+            rd_divisor=rd_divisor,
+            act_layer=act_layer,
+            gate_layer=gate_layer,
+            bias=bias,
+        )
 
     def compute_gate(self, x: torch.Tensor) -> torch.Tensor:
         avg = x.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
@@ -68,7 +95,7 @@ class CBAM(GateModule):
         channels: int,
         rd_ratio: float = 1 / 16,
         rd_channels: int | None = None,
-        rd_divisor: int = 8,
+        rd_divisor: int = 1,
         spatial_kernel_size: int = 7,
         act_layer: LayerFactory = nn.ReLU,
         gate_layer: LayerFactory = nn.Sigmoid,

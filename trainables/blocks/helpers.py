@@ -3,7 +3,10 @@
 Why a guard timm lacks: timm inflates a sub-channel hidden width (say 16 channels at ratio
 1/32) to `rd_divisor` without a word. CNNtention (arXiv:2412.11657) sweeps CBAM's reduction
 up to 32 on 16-channel stages, where that silent inflation would make "r=32" mean something
-else, so a ratio that asks for less than one hidden channel is an error here.
+else, so a ratio that asks for less than one hidden channel is an error here, and so is a
+ratio above 1 (an "r=16" passed as `rd_ratio=16` would build a 16x wider MLP). Rounding to
+a multiple of `rd_divisor` is the caller's explicit choice: CBAM defaults to 1 (the paper's
+C/r), SE to timm's 8.
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ def reduced_channels(
 ) -> int:
     """Hidden width of a squeeze MLP: `rd_channels` if given, else timm's rounded ratio.
 
-    Raises ValueError when the ratio asks for less than one hidden channel (see module
-    docstring) or when any knob is out of range; `owner` names the block in the message.
+    Raises a one-line ValueError naming the key and its valid range when the ratio asks for
+    less than one hidden channel or more than `channels` (see module docstring), or when
+    any other knob is out of range; `owner` names the block in the message.
     """
     if channels < 1:
         raise ValueError(f"{owner}: channels must be >= 1, got {channels}")
@@ -53,15 +57,18 @@ def reduced_channels(
         return rd_channels
     if rd_divisor < 1:
         raise ValueError(f"{owner}: rd_divisor must be >= 1, got {rd_divisor}")
-    if rd_ratio <= 0:
-        raise ValueError(f"{owner}: rd_ratio must be > 0, got {rd_ratio}")
+    if not 0 < rd_ratio <= 1:
+        raise ValueError(
+            f"{owner}: rd_ratio must be in (0, 1] (1/r for a reduction r >= 1, e.g. 1/16), "
+            f"got {rd_ratio:g}"
+        )
     raw = channels * rd_ratio
     if raw < 1:
         raise ValueError(
             f"{owner}: channels={channels} with rd_ratio={rd_ratio:g} (reduction "
-            f"{1 / rd_ratio:g}) gives a hidden width of {raw:g}, which rounds to zero "
-            f"channels; use a reduction <= {channels} (rd_ratio >= {1 / channels:g}) or "
-            f"pass rd_channels explicitly"
+            f"{1 / rd_ratio:g}) gives a hidden width of {raw:g}, under one channel; "
+            f"rd_ratio must be in [{1 / channels:g}, 1] (a reduction <= {channels}) here, "
+            f"or pass rd_channels explicitly"
         )
     return make_divisible(raw, rd_divisor)
 

@@ -14,7 +14,12 @@ from trainables.blocks.helpers import GateModule, LayerFactory, reduced_channels
 
 
 class SqueezeExcite(GateModule):
-    """SE (Hu et al. 2018): GAP -> 1x1 conv reduce -> act -> 1x1 conv expand -> gate -> x * gate."""
+    """SE (Hu et al. 2018): GAP -> 1x1 conv reduce -> act -> 1x1 conv expand -> gate -> x * gate.
+
+    Hidden width: `rd_channels` if given, else C * rd_ratio rounded to a multiple of
+    `rd_divisor` (timm's SE default 8, so 64 channels at 1/16 get 8, not 4; pass
+    `rd_divisor=1` for the paper's exact C/r). A ratio under one channel is an error.
+    """
 
     def __init__(
         self,
