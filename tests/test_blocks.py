@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -174,18 +175,22 @@ def test_param_counts_with_bias() -> None:
     assert count(PointwiseSpatialGate(32)) == 33
 
 
+# Blocks are built inside each test, from their class: an instance made at collection time
+# would carry `record_gate` and `last_gate` from one pytest run into the next in the same
+# process (mutmut runs pytest several times per process, so the "off by default" check broke).
 @pytest.mark.parametrize(
-    ("block", "gate_shape"),
+    ("cls", "gate_shape"),
     [
-        (SqueezeExcite(16), (2, 16, 1, 1)),
-        (ChannelGate(16), (2, 16, 1, 1)),
-        (SpatialGate(16), (2, 1, 6, 4)),
-        (PointwiseSpatialGate(16), (2, 1, 6, 4)),
-        (CBAM(16), (2, 16, 6, 4)),
+        (SqueezeExcite, (2, 16, 1, 1)),
+        (ChannelGate, (2, 16, 1, 1)),
+        (SpatialGate, (2, 1, 6, 4)),
+        (PointwiseSpatialGate, (2, 1, 6, 4)),
+        (CBAM, (2, 16, 6, 4)),
     ],
-    ids=lambda v: type(v).__name__ if isinstance(v, nn.Module) else None,
+    ids=lambda v: v.__name__ if isinstance(v, type) else None,
 )
-def test_record_gate(block: nn.Module, gate_shape: tuple[int, ...]) -> None:
+def test_record_gate(cls: type[nn.Module], gate_shape: tuple[int, ...]) -> None:
+    block = cls(16)
     x = torch.randn(2, 16, 6, 4, requires_grad=True)
     block(x)
     assert block.last_gate is None  # off by default
@@ -291,11 +296,16 @@ def test_selfatt_param_count_and_qk_channels() -> None:
 
 
 @pytest.mark.parametrize(
-    "block",
-    [SelfAttention2d(8), SelfAttention2d(8, scaled=True), MultiHeadSelfAttention2d(8, heads=2)],
+    "build",
+    [
+        lambda: SelfAttention2d(8),
+        lambda: SelfAttention2d(8, scaled=True),
+        lambda: MultiHeadSelfAttention2d(8, heads=2),
+    ],
     ids=["selfatt", "selfatt-scaled", "mhsa"],
 )
-def test_map_attention_records_received_attention(block: nn.Module) -> None:
+def test_map_attention_records_received_attention(build: Callable[[], nn.Module]) -> None:
+    block = build()
     x = torch.randn(2, 8, 5, 3)
     fused = block(x)
     assert block.last_gate is None  # off by default
