@@ -118,10 +118,44 @@ def _mark(layer: dict[str, Any]) -> dict[str, Any]:
     return mark if isinstance(mark, dict) else {"type": mark}
 
 
+def _encoded_fields(encoding: Any) -> set[str]:
+    """Every data field an encoding (channels, conditions, tooltips) reads."""
+    found: set[str] = set()
+    if isinstance(encoding, dict):
+        if isinstance(encoding.get("field"), str):
+            found.add(encoding["field"])
+        for value in encoding.values():
+            found |= _encoded_fields(value)
+    elif isinstance(encoding, list):
+        for value in encoding:
+            found |= _encoded_fields(value)
+    return found
+
+
+def _missing_fields(chart: Any) -> list[tuple[str, str]]:
+    """(mark, field) for every encoded field that some row of the layer's data lacks."""
+    spec = chart.to_dict()
+    missing = []
+    for layer in _layers(chart):
+        rows = (layer.get("data") or spec.get("data") or {}).get("values") or []
+        assert rows, f"a {_mark(layer)['type']} layer has no inline data"
+        present = set.intersection(*(set(row) for row in rows))
+        missing += [(_mark(layer)["type"], f)
+                    for f in sorted(_encoded_fields(layer.get("encoding", {})) - present)]
+    return missing
+
+
 def _render_svg(chart: Any) -> str:
-    svg = vl_convert.vegalite_to_svg(chart.to_dict())
-    assert "<svg" in svg
-    return svg
+    return vl_convert.vegalite_to_svg(chart.to_dict())
+
+
+def _svg_marks(svg: str, role: str) -> int:
+    """How many marks of one kind Vega drew ("point", "bar", "line mark", "area mark")."""
+    return len(re.findall(f'aria-roledescription="{role}"', svg))
+
+
+def _svg_texts(svg: str) -> list[str]:
+    return re.findall(r"<text[^>]*>([^<]*)</text>", svg)
 
 
 # ---------------------------------------------------------------------------- learning curves
@@ -414,13 +448,46 @@ def _all_charts(run_frames, search_trials) -> dict[str, Any]:
     }
 
 
-def test_every_chart_renders_to_svg_with_title(run_frames, search_trials) -> None:
+# Chart -> (the data marks Vega must draw, how many, texts the drawing must show): one mark
+# per row of the inputs above, and the labels that only come from those rows.
+DRAWN = {
+    # 9 seed lines (se-2's NaN epoch ends its line early) + 3 means; a band per variant
+    "learning_curves": [("line mark", 12, {"base", "se", "cbam", "epoch"}),
+                        ("area mark", 3, set())],
+    "cost_frontier": [("point", 3, {"v0", "v1", "v2", "training time (s)"})],
+    "effect_plot": [("point", 4, {"se", "cbam", "eca", "aa", "better", "worse"})],
+    # base ok, se ok + diverged, cbam ok + early_stopped; 3 trials at most per variant
+    "status_breakdown": [("bar", 5, {"base", "se", "cbam", "3"})],
+    "hparam_importance": [("bar", 3, {"train.lr", "model.dropout", "train.optimizer"})],
+    "parallel_coordinates": [("line mark", 40, {"train.lr (log)", "adam", "sgd"})],
+}
+
+
+def test_every_chart_draws_its_data_with_title(run_frames, search_trials) -> None:
     for name, chart in _all_charts(run_frames, search_trials).items():
         assert chart is not None, name
         spec = chart.to_dict()
         assert spec.get("title"), name
         assert spec["width"] == 560, name
-        _render_svg(chart)
+        assert _missing_fields(chart) == [], name   # an absent field draws nothing, silently
+        svg = _render_svg(chart)
+        texts = set(_svg_texts(svg))
+        assert str(spec["title"]["text"] if isinstance(spec["title"], dict)
+                   else spec["title"]) in texts, name
+        for role, count, labels in DRAWN[name]:
+            assert _svg_marks(svg, role) == count, (name, role)
+            assert labels <= texts, (name, labels - texts)
+
+
+def test_a_field_the_data_lacks_is_caught() -> None:
+    """The check above is not vacuous: a chart encoding a column its rows lack fails it."""
+    import altair as alt
+
+    rows = [{"variant": "se", "mean_diff": 0.5}]
+    good = alt.Chart(alt.Data(values=rows)).mark_point().encode(x="mean_diff:Q", y="variant:N")
+    bad = alt.Chart(alt.Data(values=rows)).mark_point().encode(x="diff:Q", y="variant:N")
+    assert _missing_fields(good) == []
+    assert _missing_fields(bad) == [("point", "diff")]
 
 
 def test_export_png_and_svg(run_frames, tmp_path: Path) -> None:
