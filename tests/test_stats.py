@@ -48,14 +48,24 @@ def test_bootstrap_ci_degenerate_cases():
     assert all(math.isnan(x) for x in bootstrap_ci([0.9, None, float("nan")]))
 
 
-def test_bootstrap_ci_deterministic_and_brackets_the_mean():
+def test_bootstrap_ci_deterministic_nested_by_level_and_per_statistic():
     x = [0.81, 0.84, 0.80, 0.86, 0.83, 0.79]
     a, b = bootstrap_ci(x, seed=7), bootstrap_ci(x, seed=7)
     assert a == b
     assert a[0] < np.mean(x) < a[1]
-    assert min(x) <= a[0] and a[1] <= max(x)
+    narrow, wide = bootstrap_ci(x, confidence=0.8, seed=7), bootstrap_ci(x, confidence=0.99, seed=7)
+    assert wide[0] < narrow[0] < narrow[1] < wide[1]
     low, high = bootstrap_ci(x, statistic=np.median, resamples=2000)
-    assert low <= np.median(x) <= high
+    assert low <= np.median(x) <= high and (low, high) != bootstrap_ci(x, resamples=2000)
+
+
+def test_bootstrap_ci_of_a_large_sample_is_the_normal_interval():
+    """At n = 400 the bootstrap distribution of a normal mean is the t one: mean +- 1.97 se."""
+    y = np.random.default_rng(5).normal(10.0, 2.0, 400)
+    se = np.std(y, ddof=1) / math.sqrt(400)
+    low, high = bootstrap_ci(y)
+    assert (high - low) / (2 * st.t.ppf(0.975, 399) * se) == pytest.approx(1.0, abs=0.05)
+    assert (low + high) / 2 == pytest.approx(np.mean(y), abs=0.1 * se)
 
 
 def test_estimate_drops_missing_values_and_uses_the_t_interval():
@@ -237,12 +247,35 @@ def test_sign_flip_monte_carlo_matches_exact_theory():
     assert big == pytest.approx(1 / 10_001)
 
 
-def test_wilcoxon_matches_scipy():
-    d = [0.5, -0.2, 1.1, 0.7, 0.9, -0.1, 0.4]
-    assert wilcoxon_test(d) == pytest.approx(st.wilcoxon(d).pvalue)
+def test_wilcoxon_exact_known_answers():
+    # Hollander & Wolfe's depression scores (R's ?wilcox.test): V = 40 of 45, so the
+    # negative ranks sum to 5; subsets of 1..9 with sum <= 5: {}, 1, 2, 3, 4, 5, 12, 13, 14,
+    # 23 = 10 of 2**9, one-sided p = 10/512 = 0.01953 (R's value), two-sided 20/512.
+    x = [1.83, 0.50, 1.62, 2.48, 1.68, 1.88, 1.55, 3.06, 1.30]
+    y = [0.878, 0.647, 0.598, 2.05, 1.06, 1.29, 1.06, 3.14, 1.29]
+    assert wilcoxon_test(np.subtract(x, y)) == pytest.approx(20 / 512)
+    # Ranks of |d|: 0.1 -> 1 and 0.2 -> 2 negative, so W- = 3; subsets of 1..7 with sum <= 3
+    # are {}, 1, 2, 3, 12: p = 2 * 5 / 2**7.
+    assert wilcoxon_test([0.5, -0.2, 1.1, 0.7, 0.9, -0.1, 0.4]) == pytest.approx(10 / 128)
     assert wilcoxon_test([1.0, 2.0, 3.0]) == pytest.approx(0.25)  # exact: 2 / 2**3
+    # Ties: |d| ranks (2, 2, 2, 5, 5, 5), W- = 2; of the 64 sign patterns, W- <= 2 for the
+    # all-positive one and the three with one 1 negative: p = 2 * 4 / 64.
+    assert wilcoxon_test([1.0, 1.0, -1.0, 2.0, 2.0, 2.0]) == pytest.approx(8 / 64)
+    # Zeros are dropped (Wilcoxon's convention), not ranked: [1, 2, 3, -4] has W- = 4, and
+    # subsets of 1..4 with sum <= 4 are {}, 1, 2, 3, 4, 12, 13: p = 2 * 7 / 16 (ranking the
+    # zero, as Pratt does, gives 0.75).
+    assert wilcoxon_test([0.0, 1.0, 2.0, 3.0, -4.0]) == pytest.approx(14 / 16)
+    assert wilcoxon_test([None, 1.0, float("nan"), 2.0, 3.0]) == pytest.approx(0.25)
     assert wilcoxon_test([0.0, 0.0]) == 1.0
     assert math.isnan(wilcoxon_test([]))
+
+
+def test_wilcoxon_normal_approximation_above_fifty_pairs():
+    # n = 60, every third of 1..60 negative: W- = 3 + 6 + ... + 60 = 630, and under the null
+    # W has mean n(n+1)/4 = 915 and variance n(n+1)(2n+1)/24 = 18452.5.
+    d = np.arange(1.0, 61.0) * np.where(np.arange(1, 61) % 3 == 0, -1, 1)
+    z = (630 - 915) / math.sqrt(18452.5)
+    assert wilcoxon_test(d) == pytest.approx(2 * st.norm.cdf(z), rel=1e-6)
 
 
 def test_min_attainable_p():
