@@ -35,6 +35,7 @@ from orchestrator.space import (
 )
 from search_spaces.experiment import Experiment
 from trainables.data.registry import dataset_spec
+from trainables.trial_setup import parse_trial
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ def make_plan(experiment: Experiment, options: SweepOptions, *, check_files: boo
         if scheduler == "fifo":
             notes.append("fifo: every tuning candidate trains its full budget; "
                          "--scheduler asha-per-variant stops poor ones early")
+    _no_epoch_chosen_on_test(space, options.overrides)
     untuned = None
     if rule.adaptive and protocol is None:
         untuned = untuned_protocol(space, variant_keys, seeds=seeds, metric=experiment.metric,
@@ -285,6 +287,32 @@ def _validation_apart_from_test(space: dict[str, Any], experiment: Experiment,
     return space, (f"tuning chooses on validation, not test: {shown} holds a stratified "
                    "validation set out of training for every trial of this run (the "
                    "preset's source validated on its test split)")
+
+
+def _no_epoch_chosen_on_test(space: dict[str, Any], overrides: tuple[str, ...]) -> None:
+    """A trial that validates on its test split must not pick an epoch by validation.
+
+    Restoring the best epoch or stopping early would then choose by the test accuracy it
+    reports. The loop refuses too, but only once a trial runs; here the whole sweep is
+    refused before anything starts, with the keys to change.
+    """
+    from trainables.data.registry import dataset_spec, parse_data_config
+
+    for config in concrete_configs(space):
+        data = parse_data_config(config.get("data", {}))
+        is_test, holdout = dataset_spec(data.name).validation(data)
+        train = parse_trial(dict(config)).train
+        chosen = [key for key, on in (("train.restore_best=true", train.restore_best),
+                                      (f"train.patience={train.patience}",
+                                       train.patience is not None)) if on]
+        if not (is_test and chosen):
+            continue
+        fix = "set train.restore_best=false and train.patience=none"
+        if holdout is not None:
+            fix += f", or hold validation out with --set {holdout[0]}={holdout[1]}"
+        hint = f" (with --set {' --set '.join(overrides)})" if overrides else ""
+        raise UserError(f"{' and '.join(chosen)} would choose an epoch on the test split: "
+                        f"dataset {data.name} validates on test here{hint}; {fix}")
 
 
 def _validate_candidates(protocol: TuningProtocol, overrides: list[str]) -> None:

@@ -25,7 +25,8 @@ Choices where the source is vague or cannot be matched, and why:
   to 3 channels (the source's RGB pictures); no further normalisation, as in the source.
 - Noise 0.02 on the hybrid only (STUDIES.md lists it with the hybrid); `--profile
   noise-for-all` adds it to every variant, which separates the noise from the attention.
-- Adam 1e-4, clipnorm 1.0, batch 16, 15 epochs, early stopping on val loss with patience
+- Adam 1e-4, clipnorm 1.0 (each variable's gradient clipped on its own, as Keras does:
+  train.grad_clip_mode per_tensor), batch 16, 15 epochs, early stopping on val loss with patience
   3 and the best weights restored, as in the source. L2 is a loss term (Keras semantics).
 - Every seed trains to its own early stop: no scheduler ever cuts a seed (that would leave
   some seeds of a (variant, precision) cell shorter than others). With `--samples N` the
@@ -101,6 +102,7 @@ BASE = {
         "lr": 1e-4,
         "schedule": "none",
         "grad_clip": 1.0,
+        "grad_clip_mode": "per_tensor",   # Keras clipnorm: each variable's gradient alone
         "patience": 3,
         "monitor": "val_loss",
         "restore_best": True,

@@ -29,13 +29,15 @@ def no_network(monkeypatch):
 
 @pytest.fixture(scope="session")
 def small_mnist() -> ArraySplits:
-    """1500 real digits: 1200 train / 300 val+test, stratified."""
+    """1500 real digits: 1200 train / 150 val / 150 test, stratified."""
     x, y = bundled_digits()
     keep, _ = stratified_split(y, 0.7, seed=0)
     x, y = x[keep], y[keep]
-    tr, te = stratified_split(y, 0.2, seed=1)
-    return ArraySplits(x[tr], y[tr], x[te], y[te], x[te], y[te], num_classes=10,
-                       description="test subset", val_is_test=True)
+    tr, held = stratified_split(y, 0.2, seed=1)
+    va, te = stratified_split(y[held], 0.5, seed=2)
+    va, te = held[va], held[te]
+    return ArraySplits(x[tr], y[tr], x[va], y[va], x[te], y[te], num_classes=10,
+                       description="test subset")
 
 
 @pytest.fixture

@@ -62,13 +62,61 @@ def test_divergence_ends_trial_with_epoch_and_step(small_mnist, cpu):
     assert math.isnan(last["val_acc"])
 
 
-def test_early_stopping_restores_best_weights(small_mnist, cpu):
-    # lr 0 after the first epoch: validation never improves, patience 2 stops at epoch 3.
+def _weights_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_early_stopping_tests_the_best_epoch_and_checkpoints_the_last(small_mnist, cpu):
+    # Adam at 1e-3 learns in epoch 1; from epoch 2 the step schedule multiplies the rate by
+    # 100, which wrecks the weights: epoch 1 stays the best and patience 2 stops at epoch 3.
     result, rows = _train(small_mnist, cpu, epochs=10, patience=2, schedule="step",
-                          step_size=1, gamma=0.0)
+                          step_size=1, gamma=100.0)
     assert result.status == "early_stopped" and result.stopped_by == "patience"
     assert result.epochs_run == 3 and result.best_epoch == 1
+    first_state, final_state = rows[0][1], rows[-1][1]
+    assert [m["val_acc"] for m, _ in rows][0] > max(m["val_acc"] for m, _ in rows[1:]) + 0.2
+    assert _weights_equal(final_state["best_state"], first_state["model"])
+    # The last checkpoint holds the last epoch's weights (with its optimizer state), not the
+    # restored best, so training the trial further continues from where it stopped.
+    assert not _weights_equal(final_state["model"], first_state["model"])
+    # ...and the reported test accuracy is the best epoch's weights', not the last's.
+    data = small_mnist.to_device(cpu)
+
+    def test_acc(weights: dict) -> float:
+        model = get_model("mnist_cnn", attention="se")
+        model.load_state_dict(weights)
+        model.eval()
+        with torch.no_grad():
+            return (model(data.x_test).argmax(1) == data.y_test).float().mean().item()
+
+    assert result.test_acc == pytest.approx(test_acc(first_state["model"]), abs=1e-6)
+    assert result.test_acc > test_acc(final_state["model"]) + 0.2
     assert rows[-1][0]["test_acc"] == result.test_acc
+
+
+def test_a_finished_trial_extended_continues_from_its_last_epoch(small_mnist, cpu):
+    _, short = _train(small_mnist, cpu, seed=2, epochs=2, max_batches=4)
+    _, longer = _train(small_mnist, cpu, seed=2, epochs=3, max_batches=4)
+    _, extended = _train(small_mnist, cpu, seed=2, epochs=3, max_batches=4,
+                         resume=short[-1][1])
+    assert [m["epoch"] for m, _ in extended] == [3]
+    assert extended[0][0]["train_loss"] == pytest.approx(longer[-1][0]["train_loss"], rel=1e-5)
+    assert extended[0][0]["val_acc"] == longer[-1][0]["val_acc"]
+
+
+def test_no_epoch_is_chosen_on_a_test_split_used_for_validation(small_mnist, cpu):
+    from dataclasses import replace
+
+    on_test = replace(small_mnist, x_val=small_mnist.x_test, y_val=small_mnist.y_test,
+                      val_is_test=True)
+    assert on_test.to_device(cpu).val_is_test
+    with pytest.raises(ConfigError, match=r"train\.restore_best=true would choose an epoch "
+                                          r"on the test split"):
+        _train(on_test, cpu, epochs=1)
+    with pytest.raises(ConfigError, match=r"train\.patience=2 would choose"):
+        _train(on_test, cpu, epochs=1, restore_best=False, patience=2)
+    result, rows = _train(on_test, cpu, epochs=2, max_batches=4, restore_best=False)
+    assert result.test_acc == rows[-1][0]["val_acc"]   # the final weights, looked at once
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -99,6 +147,73 @@ def test_grad_clip_bounds_update(cpu):
     assert (model.weight.detach() - before).norm() <= 0.5 + 1e-5
 
 
+def test_per_tensor_clipping_is_keras_clipnorm_and_global_is_torch():
+    from trainables.loop import clip_gradients
+
+    def params_with(grads):
+        params = [nn.Parameter(torch.zeros_like(g)) for g in grads]
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g.clone()
+        return params
+
+    big, small = torch.tensor([3.0, 4.0]), torch.tensor([0.3, 0.4, 0.0])   # norms 5 and 0.5
+    per = params_with([big, small])
+    clip_gradients(per, 1.0, "per_tensor")
+    # Keras clip_by_norm: g * clipnorm / max(||g||, clipnorm), each variable on its own.
+    assert torch.allclose(per[0].grad, big / 5.0) and torch.equal(per[1].grad, small)
+    both = params_with([big, small])
+    clip_gradients(both, 1.0, "global")
+    total = math.sqrt(25 + 0.25)
+    assert torch.allclose(both[0].grad, big / total) and torch.allclose(both[1].grad, small / total)
+    with pytest.raises(ValueError, match="grad_clip_mode='layer'"):
+        clip_gradients(params_with([big]), 1.0, "layer")
+    with pytest.raises(ConfigError, match=r"train\.grad_clip_mode='layer' is not allowed"):
+        parse(TrainConfig, {"grad_clip_mode": "layer"}, "train")
+
+
+def test_per_tensor_clipping_bounds_each_parameter_step(cpu):
+    from trainables.data.splits import DeviceSplits
+
+    model = nn.Linear(4, 2)
+    x = torch.randn(8, 4) * 1e3
+    y = torch.zeros(8, dtype=torch.long)
+    data = DeviceSplits(x, y, x, y, None, None, 2)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(epochs=1, batch_size=8, optimizer="sgd", lr=1.0, momentum=0.0,
+                      grad_clip=0.5, grad_clip_mode="per_tensor", restore_best=False)
+    fit(model, data, cfg, report=lambda m, s: None, generator=seed_everything(0))
+    steps = {k: (v.detach() - before[k]).norm().item() for k, v in model.state_dict().items()}
+    # The weight's huge gradient is cut to 0.5; the bias's is cut on its own, also to 0.5 at
+    # most, where a global clip would have shrunk the bias's share far below that.
+    assert steps["weight"] == pytest.approx(0.5, rel=1e-4)
+    assert 0.05 < steps["bias"] <= 0.5 + 1e-6
+
+
+def test_evaluation_sees_the_memory_format_training_used(cpu):
+    from trainables.data.splits import DeviceSplits
+
+    layouts = []
+
+    class Recorder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                     nn.Linear(4, 2))
+
+        def forward(self, x):
+            layouts.append((self.training, x.is_contiguous(memory_format=torch.channels_last)))
+            return self.net(x)
+
+    x = torch.rand(16, 3, 8, 8)      # 3 channels: a 1-channel tensor is in both layouts at once
+    y = torch.randint(0, 2, (16,))
+    data = DeviceSplits(x, y, x[:8], y[:8], x[8:], y[8:], 2)
+    assert not x.is_contiguous(memory_format=torch.channels_last)
+    cfg = TrainConfig(epochs=1, batch_size=8, channels_last=True, restore_best=False)
+    fit(Recorder(), data, cfg, report=lambda m, s: None, generator=seed_everything(0))
+    assert {train for train, _ in layouts} == {True, False}
+    assert all(is_last for _, is_last in layouts)
+
+
 def test_config_rejects_unknown_and_ill_typed_keys():
     with pytest.raises(ConfigError, match=r"unknown config key train\.lrr"):
         parse(TrainConfig, {"lrr": 0.1}, "train")
@@ -110,10 +225,12 @@ def test_config_rejects_unknown_and_ill_typed_keys():
 
 
 def test_restore_best_false_tests_the_final_weights(small_mnist, cpu):
-    kept, _ = _train(small_mnist, cpu, epochs=3, max_batches=8, restore_best=False)
-    best, _ = _train(small_mnist, cpu, epochs=3, max_batches=8, restore_best=True)
-    # Same seed, same training; only what is evaluated on the test split differs.
-    assert kept.best_val_acc == best.best_val_acc
-    assert best.test_acc == best.best_val_acc  # val is the test split in this fixture
-    _, rows = _train(small_mnist, cpu, epochs=3, max_batches=8, restore_best=False)
-    assert kept.test_acc == rows[-1][0]["val_acc"]  # the final epoch's weights
+    kept, kept_rows = _train(small_mnist, cpu, epochs=2, restore_best=False,
+                             schedule="step", step_size=1, gamma=100.0)
+    best, best_rows = _train(small_mnist, cpu, epochs=2, restore_best=True,
+                             schedule="step", step_size=1, gamma=100.0)
+    # Same seed, same training; only which weights meet the test split differs.
+    assert [m["val_acc"] for m, _ in kept_rows] == [m["val_acc"] for m, _ in best_rows]
+    assert kept.best_epoch == best.best_epoch == 1
+    assert kept.test_acc < best.test_acc - 0.2
+    assert _weights_equal(kept_rows[-1][1]["model"], best_rows[-1][1]["model"])

@@ -144,6 +144,27 @@ def test_hmdb51_tunes_on_training_videos_held_out_never_on_its_test_list():
                                      overrides=("data.val_fraction=0",)), check_files=False)
 
 
+def test_no_run_chooses_an_epoch_on_a_test_split_used_for_validation():
+    from search_spaces.registry import preset_names
+
+    for experiment in map(load_experiment, preset_names()):   # every preset as shipped
+        make_plan(experiment, SweepOptions(), check_files=False)
+        make_plan(experiment, SweepOptions(smoke=True), check_files=False)
+    hmdb = load_experiment("hmdb51_ablation")
+    with pytest.raises(UserError, match=r"^train\.restore_best=true and train\.patience=15 "
+                                        r"would choose an epoch on the test split: dataset "
+                                        r"hmdb51 validates on test here \(with --set "
+                                        r"data\.val_fraction=0\); set train\.restore_best=false "
+                                        r"and train\.patience=none, or hold validation out "
+                                        r"with --set data\.val_fraction=0\.1$"):
+        make_plan(hmdb, SweepOptions(overrides=("data.val_fraction=0",)), check_files=False)
+    make_plan(hmdb, SweepOptions(overrides=("data.val_fraction=0", "train.restore_best=false",
+                                            "train.patience=none")), check_files=False)
+    mnist = load_experiment("mnist_attention")   # validates on test, tests the last epoch
+    with pytest.raises(UserError, match=r"^train\.restore_best=true would choose"):
+        make_plan(mnist, SweepOptions(overrides=("train.restore_best=true",)), check_files=False)
+
+
 def test_every_preset_declares_domains_that_parse_at_both_ends():
     from search_spaces.registry import preset_names
 

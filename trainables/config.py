@@ -42,7 +42,10 @@ class TrainConfig:
     gamma: float = 0.1               # lr factor at each step / milestone
     warmup_epochs: int = 0           # linear warm-up before the schedule
     precision: Precision = "fp32"
-    grad_clip: float | None = None   # max global grad norm; None disables
+    grad_clip: float | None = None   # max gradient norm; None disables
+    # "global": the norm of all gradients together (torch's clip_grad_norm_); "per_tensor":
+    # each parameter's gradient on its own, which is what Keras' `clipnorm` does.
+    grad_clip_mode: Literal["global", "per_tensor"] = "global"
     label_smoothing: float = 0.0
     patience: int | None = None      # epochs without improvement of `monitor`; None disables
     monitor: Monitor = "val_acc"     # picks the best checkpoint and drives early stopping

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.config import TrainConfig
+from trainables.config import ConfigError, TrainConfig
 from trainables.data.batches import Split, TrialData
 
 # report(metrics, checkpoint_state): checkpoint_state is a dict to persist, or None.
@@ -107,6 +107,8 @@ def evaluate(model: nn.Module, data: TrialData, split: Split, cfg: TrainConfig,
     for xb, yb, groups in data.eval_batches(split, cfg.eval_batch_size,
                                             max_batches=cfg.max_batches):
         xb = xb.to(precision.input_dtype)
+        if cfg.channels_last:   # as in training: a model tuned for one layout sees only it
+            xb = xb.contiguous(memory_format=data.memory_format)
         with precision.autocast():
             logits = model(xb)
         loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
@@ -149,6 +151,44 @@ def to_memory_format(model: nn.Module, memory_format: torch.memory_format) -> No
                 tensor.data = tensor.data.contiguous(memory_format=memory_format)
 
 
+def clip_gradients(parameters: Iterable[nn.Parameter], max_norm: float, mode: str) -> None:
+    """Scale gradients so their norm is at most ``max_norm``, in place.
+
+    Why two modes: a source trained with Keras' ``clipnorm`` clipped every variable's gradient
+    on its own (``g * max_norm / max(||g||, max_norm)``), which leaves small gradients alone
+    even when one layer's explodes; torch's usual clip scales all of them by the norm of
+    the whole set. Reproducing a source means clipping the way it did.
+    """
+    params = [p for p in parameters if p.grad is not None]
+    if mode == "global":
+        nn.utils.clip_grad_norm_(params, max_norm)
+        return
+    if mode != "per_tensor":
+        raise ValueError(f"grad_clip_mode={mode!r}: choose global or per_tensor")
+    for p in params:
+        norm = torch.linalg.vector_norm(p.grad, dtype=torch.float32)
+        p.grad.mul_((max_norm / norm.clamp(min=max_norm)).to(p.grad.dtype))
+
+
+def _no_epoch_chosen_on_test(data: TrialData, cfg: TrainConfig) -> None:
+    """Refuse to pick an epoch by validation when validation is the test split.
+
+    Restoring the best epoch, or stopping at the epoch after which validation stopped
+    improving, both choose by the test accuracy that is then reported: the number is the
+    best of several looks at the test set. The plan refuses such a sweep up front; this is
+    the loop keeping its own promise for any caller.
+    """
+    if not data.val_is_test:
+        return
+    chosen = [k for k, on in (("train.restore_best=true", cfg.restore_best),
+                              (f"train.patience={cfg.patience}", cfg.patience is not None)) if on]
+    if chosen:
+        raise ConfigError(f"{' and '.join(chosen)} would choose an epoch on the test split "
+                          "(this data validates on test); set train.restore_best=false and "
+                          "train.patience=none, or hold validation out (e.g. "
+                          "data.val_fraction=0.1)")
+
+
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -180,6 +220,7 @@ def fit(
     term added to the training loss, as Keras adds its kernel regularizers: gradient
     clipping sees it, and the reported ``train_loss`` includes it.
     """
+    _no_epoch_chosen_on_test(data, cfg)
     device = data.device
     params = count_parameters(model)
     model.to(device)
@@ -238,7 +279,7 @@ def fit(
             precision.scaler.scale(loss).backward()
             if cfg.grad_clip is not None:
                 precision.scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                clip_gradients(model.parameters(), cfg.grad_clip, cfg.grad_clip_mode)
             precision.scaler.step(optimizer)
             precision.scaler.update()
             losses[step] = loss.detach()
@@ -295,10 +336,14 @@ def fit(
         row.update(_best_fields(best))
         row["status"] = "running"
         test = None
+        last_weights = None
         if finished:
-            # The reported test numbers are the best checkpoint's, unless validation is the
-            # test split itself: choosing an epoch on it would flatter the test number.
+            # The reported test numbers are the best checkpoint's (never chosen on the test
+            # split: see _no_epoch_chosen_on_test). The checkpoint keeps the last epoch's
+            # weights beside the best, so training a finished trial further continues from
+            # where it stopped, with the optimizer state that belongs to those weights.
             if cfg.restore_best:
+                last_weights = copy.deepcopy(model.state_dict())
                 model.load_state_dict(best_state)
             if data.has_test:
                 test = evaluate(forward, data, "test", cfg, precision)
@@ -310,7 +355,7 @@ def fit(
 
         state = {
             "version": CHECKPOINT_VERSION,
-            "model": model.state_dict(),
+            "model": last_weights if last_weights is not None else model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scaler": precision.scaler.state_dict(),
             "generator": generator.get_state(),

@@ -29,6 +29,9 @@ class TrialData(Protocol):
 
     device: torch.device
     num_classes: int
+    # Validation is the test split (the source validated on test): the loop then must not
+    # choose an epoch by it, or the reported test number is the best of several looks.
+    val_is_test: bool
 
     @property
     def has_test(self) -> bool: ...

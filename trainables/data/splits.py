@@ -91,6 +91,7 @@ class ArraySplits:
             num_classes=self.num_classes,
             mean=self.mean,
             std=self.std,
+            val_is_test=self.val_is_test,
         )
 
 
@@ -111,6 +112,7 @@ class DeviceSplits:
     num_classes: int
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    val_is_test: bool = False
 
     # ---- the loop's view (trainables.data.batches.TrialData) -------------------------------
     @property

@@ -68,6 +68,7 @@ class ClipData:
         self.splits = splits
         self.device = device
         self.num_classes = splits.num_classes
+        self.val_is_test = splits.val_is_test
         store = splits.store
         self._labels = torch.from_numpy(store.label).to(device)
         self._mean = torch.tensor(splits.mean, device=device).view(1, 3, 1, 1, 1) * 255
