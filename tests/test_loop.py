@@ -74,7 +74,7 @@ def test_early_stopping_tests_the_best_epoch_and_checkpoints_the_last(small_mnis
     assert result.status == "early_stopped" and result.stopped_by == "patience"
     assert result.epochs_run == 3 and result.best_epoch == 1
     first_state, final_state = rows[0][1], rows[-1][1]
-    assert [m["val_acc"] for m, _ in rows][0] > max(m["val_acc"] for m, _ in rows[1:]) + 0.2
+    assert rows[0][0]["val_acc"] > max(m["val_acc"] for m, _ in rows[1:]) + 0.2
     assert _weights_equal(final_state["best_state"], first_state["model"])
     # The last checkpoint holds the last epoch's weights (with its optimizer state), not the
     # restored best, so training the trial further continues from where it stopped.
