@@ -186,3 +186,8 @@ def test_discrete_draws_are_redrawn_until_every_candidate_is_distinct():
             "model.dropout=choice([0.2,0.3,0.4])"])
         combos = {(c["train.lr"], c["model.dropout"]) for c in plan.protocol.candidates()[0]}
         assert len(combos) == 6
+
+
+def test_fsdd_clips_each_variable_like_keras_clipnorm():
+    train = load_experiment("fsdd_attention").param_space["train"]
+    assert (train["grad_clip"], train["grad_clip_mode"]) == (1.0, "per_tensor")
