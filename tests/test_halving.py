@@ -23,11 +23,11 @@ class FakeTune:
         self.scheduler, self.slots, self.trials = scheduler, slots, []
         self.epochs: dict[str, int] = {}
 
-    def add(self, trial_id, arm, curve, *, stage="tune", draw=0, diverge_at=None,
+    def add(self, trial_id, arm, curve, *, stage="tune", draw=0, seed=0, diverge_at=None,
             status=Trial.PENDING):
         trial = SimpleNamespace(trial_id=trial_id, status=status, curve=curve,
                                 diverge_at=diverge_at,
-                                config={"stage": stage, "draw": draw, "seed": 0,
+                                config={"stage": stage, "draw": draw, "seed": seed,
                                         "model": {"attention": arm}})
         trial.set_status = lambda new, t=trial: setattr(t, "status", new)
         self.trials.append(trial)
@@ -212,6 +212,30 @@ def test_decisions_survive_a_snapshot_and_restore():
     assert resumed.epochs == reference.epochs
     assert {t.status for t in resumed.trials} == {Trial.TERMINATED}  # no loser left pending
     assert {t: e for t, e in resumed.epochs.items() if e == 10} == {"c8": 10}
+
+
+def test_three_arms_on_several_seeds_halve_apart():
+    # Three arms of 3 candidates each, on seeds 7, 8, 9 (the bucket is the arm, whatever the
+    # seed), plus replicates of each arm on seeds 0..3, far worse than any candidate. Each
+    # arm halves on its own: its best candidate goes the distance however poor the arm.
+    tune = FakeTune(_scheduler(candidates=3, max_t=4), slots=3)
+    level = {"se": 0.9, "cbam": 0.6, "none": 0.2}
+    for draw in range(3):
+        for arm, base in level.items():
+            # Each arm's best draw is a different one, so a shared ranking would show.
+            best = {"se": 0, "cbam": 1, "none": 2}[arm]
+            score = base + (0.05 if draw == best else 0.01 * draw)
+            tune.add(f"{arm}{draw}", arm, _flat(score), draw=draw, seed=7 + draw)
+    for arm in level:
+        for seed in range(4):
+            tune.add(f"{arm}-rep{seed}", arm, _flat(0.01 * seed), stage="replicate", seed=seed)
+    tune.run(max_t=4)
+    full = {t for t, e in tune.epochs.items() if e == 4}
+    assert full == {"se0", "cbam1", "none2"} | {f"{a}-rep{s}" for a in level for s in range(4)}
+    # Losers stop at the first rung (epoch 1): every arm spent 4 + 1 + 1 epochs tuning.
+    spent = {arm: sum(e for t, e in tune.epochs.items()
+                      if t[:-1] == arm and "rep" not in t) for arm in level}
+    assert spent == {"se": 6, "cbam": 6, "none": 6}
 
 
 @pytest.mark.parametrize("scheduler", ["asha", "asha-per-variant", "fifo"])
