@@ -99,9 +99,11 @@ def test_flatten_size_and_names() -> None:
     assert model.head.fc1.in_features == 16 * 29 * 29 == 13456
     assert model.head.fc2.in_features == 120
     assert model.head.out.in_features == 84
-    assert list(model.stage1._modules) == ["conv", "act", "pool"]
+    assert list(model.stage1._modules) == ["conv", "act", "feature_map", "pool"]
     hybrid = build("hybrid")
-    assert list(hybrid.stage2._modules) == ["conv", "act", "bn", "attn", "drop", "pool"]
+    assert list(hybrid.stage2._modules) == [
+        "conv", "act", "bn", "attn", "drop", "feature_map", "pool"
+    ]
 
 
 def test_cbam_variant_reuses_the_block() -> None:
@@ -215,13 +217,10 @@ def test_bad_arguments(kwargs: dict[str, object], argument: str) -> None:
 
 
 def test_cam_layer() -> None:
-    base = build("baseline")
-    assert base.cam_layer is base.stage2.act
-    bn_only = get_model("spectro_lenet", batchnorm=True)
-    assert bn_only.cam_layer is bn_only.stage2.bn
-    for variant in ("cbam", "hybrid"):
-        model = build(variant)
-        assert model.cam_layer is model.stage2.attn
+    """One layer for every variant: the map stage 2's pool reads, after BN and attention."""
+    for model in (build("baseline"), get_model("spectro_lenet", batchnorm=True),
+                  build("cbam"), build("hybrid")):
+        assert model.cam_layer is model.stage2.feature_map
 
 
 @pytest.mark.parametrize(

@@ -196,18 +196,18 @@ def test_resnet_placement(attention: str) -> None:
     stage = cifar_resnet20(attention=attention)
     assert len(stage.attention_modules) == 3
     assert [stage.attn1, stage.attn2, stage.attn3] == stage.attention_modules
-    assert stage.cam_layer is stage.attn3
+    assert stage.cam_layer is stage.feature_map
     block = cifar_resnet20(attention=attention, placement="block")
     assert len(block.attention_modules) == 9  # one after each of the 9 basic blocks
     assert block.attn1 is None and block.layer2[1].attn is block.attention_modules[4]
-    assert block.cam_layer is block.layer3
+    assert block.cam_layer is block.feature_map
     assert (
         len(get_model("cifar_resnet32", attention=attention, placement="block").attention_modules)
         == 15
     )
     assert all(isinstance(m, AttentionResidual) for m in block.attention_modules)
     baseline = cifar_resnet20()
-    assert baseline.attention_modules == [] and baseline.cam_layer is baseline.layer3
+    assert baseline.attention_modules == [] and baseline.cam_layer is baseline.feature_map
 
 
 @pytest.mark.parametrize("placement", ["stage", "block"])

@@ -63,13 +63,24 @@ def pick_examples(labels: np.ndarray, num_classes: int, count: int = 16) -> np.n
     return np.asarray(chosen, dtype=np.int64)
 
 
-def cam_layer(model: nn.Module) -> nn.Module | None:
-    """The layer Grad-CAM reads: the model's own ``cam_layer``, else its last Conv2d."""
+def cam_layer(model: nn.Module) -> nn.Module:
+    """The layer Grad-CAM reads: the model's own ``cam_layer`` (a submodule), nothing else.
+
+    Why no fallback: the last Conv2d, the usual guess, sits inside the attention block of
+    some variants (a spatial gate's 1x1 conv, SE's excitation on a 1x1 map), so Grad-CAM
+    would read a different layer per variant and stop being comparable. Every 2-D model
+    builder declares the layer after its attention (tests/test_cam_layers.py); only image
+    trials write these artifacts, and the video models, which have no such layer, never get
+    here, so a model without one is a bug to report, not a case to guess.
+    """
     declared = getattr(model, "cam_layer", None)
-    if isinstance(declared, nn.Module):
-        return declared
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    return convs[-1] if convs else None
+    if not isinstance(declared, nn.Module):
+        raise TypeError(f"{type(model).__name__} declares no cam_layer (the module whose "
+                        f"output map Grad-CAM reads); add one to the model")
+    if not any(declared is module for module in model.modules()):
+        raise ValueError(f"{type(model).__name__}.cam_layer ({type(declared).__name__}) is "
+                         f"not a submodule of the model, so no forward pass reaches it")
+    return declared
 
 
 def _outermost_recorders(model: nn.Module) -> list[tuple[str, RecordsMap]]:
@@ -90,6 +101,22 @@ def _unit_range(maps: torch.Tensor) -> torch.Tensor:
     return ((flat - low) / span).view_as(maps)
 
 
+def grad_cam(features: torch.Tensor, score: torch.Tensor,
+             size: tuple[int, int]) -> torch.Tensor:
+    """Grad-CAM maps, float32 (N, H, W) in [0, 1]: ReLU(sum_k alpha_k A_k) at ``size``.
+
+    ``features`` is the (N, K, h, w) map A that ``score`` was computed from, and alpha_k the
+    spatial mean of dscore/dA_k. ``score`` sums each image's own class logit: images do not
+    interact in eval mode, so its gradient holds every image's own. ``autograd.grad`` rather
+    than ``backward``, so the parameters' ``.grad`` is left as it was.
+    """
+    (grads,) = torch.autograd.grad(score, features)
+    weights = grads.float().mean(dim=(2, 3), keepdim=True)  # (N, K, 1, 1)
+    cam = F.relu((weights * features.detach().float()).sum(dim=1, keepdim=True))  # (N, 1, h, w)
+    cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[:, 0]
+    return _unit_range(cam)
+
+
 def explain(model: nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
     """Predictions, Grad-CAM and attention maps for a small batch ``x`` (already normalised)."""
     model.eval()
@@ -100,10 +127,9 @@ def explain(model: nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
     captured: dict[str, torch.Tensor] = {}
 
     def keep(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-        output.retain_grad()
         captured["features"] = output
 
-    handle = layer.register_forward_hook(keep) if layer is not None else None
+    handle = layer.register_forward_hook(keep)
     set_record_gate(model, True)
     try:
         with torch.enable_grad():
@@ -128,19 +154,15 @@ def explain(model: nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
                                         align_corners=False)[:, 0]
                 out[f"attention/{name}"] = _unit_range(spatial).cpu().numpy().astype(np.float16)
             features = captured.get("features")
-            if features is not None and features.dim() == 4:
-                model.zero_grad(set_to_none=True)
-                logits.gather(1, predictions[:, None]).sum().backward()
-                grads = features.grad.float()
-                weights = grads.mean(dim=(2, 3), keepdim=True)  # (N, K, 1, 1)
-                cam = F.relu((weights * features.detach().float()).sum(dim=1, keepdim=True))
-                cam = F.interpolate(cam, size=(height, width), mode="bilinear",
-                                    align_corners=False)[:, 0]
-                out["gradcam"] = _unit_range(cam).cpu().numpy().astype(np.float16)
-                model.zero_grad(set_to_none=True)
+            if features is None or features.dim() != 4:
+                got = "nothing" if features is None else f"shape {tuple(features.shape)}"
+                raise ValueError(f"{type(model).__name__}.cam_layer must output an (N, C, h, w) "
+                                 f"map for Grad-CAM; it gave {got}")
+            score = logits.gather(1, predictions[:, None]).sum()  # each image's own class
+            cam = grad_cam(features, score, (height, width))
+            out["gradcam"] = cam.cpu().numpy().astype(np.float16)
     finally:
-        if handle is not None:
-            handle.remove()
+        handle.remove()
         set_record_gate(model, False)
     return out
 

@@ -117,9 +117,9 @@ def attention_kwargs(
 class CifarResNet(nn.Module):
     """He et al. 2016 CIFAR ResNet with CNNtention's optional attention (see module docstring).
 
-    `cam_layer` is the module whose output Grad-CAM should read: the last stage including
-    its attention (`attn3` for stage placement, else `layer3`). `attention_modules` lists
-    the attention modules in forward order.
+    `cam_layer` is the module whose output Grad-CAM should read: `feature_map`, the last
+    stage's output after its attention, whatever the variant and placement.
+    `attention_modules` lists the attention modules in forward order.
     """
 
     def __init__(
@@ -188,6 +188,9 @@ class CifarResNet(nn.Module):
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
             stage_attn = make_attn(planes) if placement == "stage" else None
             self.register_module(f"attn{i + 1}", stage_attn)
+        # A named seam with no weights: the last map whatever the variant or placement
+        # (attn3 exists only for stage placement), so Grad-CAM reads one layer for all.
+        self.feature_map = nn.Identity()
         self.linear = nn.Linear(STAGE_CHANNELS[-1], num_classes)
         skip: set[int] = set()
         if attention_init == "default":
@@ -198,8 +201,8 @@ class CifarResNet(nn.Module):
 
     @property
     def cam_layer(self) -> nn.Module:
-        """Last stage's output module, attention included (Grad-CAM's target layer)."""
-        return self.attn3 if self.attn3 is not None else self.layer3
+        """`feature_map`: the last stage's output, attention included (Grad-CAM's layer)."""
+        return self.feature_map
 
     @property
     def attention_modules(self) -> list[nn.Module]:
@@ -222,7 +225,7 @@ class CifarResNet(nn.Module):
             stage_attn = getattr(self, f"attn{i}")
             if stage_attn is not None:
                 x = stage_attn(x)
-        return x
+        return self.feature_map(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.forward_features(x)  # (B, 64, H/4, W/4)

@@ -52,7 +52,8 @@ class MnistCNN(nn.Module):
     """The Part A small CNN with one optional attention module (see the module docstring).
 
     `attention` is the attention module or None; `attention_after` says which conv block
-    it follows ("block1" for map gates, "block2" for "self", None without attention).
+    it follows ("block1" for map gates, "block2" for "self", None without attention);
+    `cam_layer` is `feature_map`, the map the head reads.
     """
 
     def __init__(
@@ -104,6 +105,9 @@ class MnistCNN(nn.Module):
             module = TokenSelfAttention2d(64, heads=heads, head_dim=64)
             self.attention_after = "block2"
         self.register_module("attention", module)
+        # A named seam with no weights: its output is the map the head reads, after the
+        # attention whatever the variant, so Grad-CAM reads the same layer for all five.
+        self.feature_map = nn.Identity()
         self.head = nn.Sequential(
             nn.Flatten(1),
             nn.Linear(64 * side * side, 128),
@@ -112,6 +116,15 @@ class MnistCNN(nn.Module):
             nn.Linear(128, num_classes),
         )
 
+    @property
+    def cam_layer(self) -> nn.Module:
+        """`feature_map`: the last (B, 64, 5, 5) map, after the attention of every variant.
+
+        Not the last Conv2d: for "spatial", "se" and "cbam" that is inside the attention
+        block (SE's is a 1x1 map), which made Grad-CAM incomparable across variants.
+        """
+        return self.feature_map
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block1(x)  # (B, 32, 13, 13) for 28x28 input
         if self.attention is not None and self.attention_after == "block1":
@@ -119,6 +132,7 @@ class MnistCNN(nn.Module):
         x = self.block2(x)  # (B, 64, 5, 5)
         if self.attention is not None and self.attention_after == "block2":
             x = self.attention(x)
+        x = self.feature_map(x)  # (B, 64, 5, 5)
         return self.head(x)  # (B, num_classes) logits
 
 

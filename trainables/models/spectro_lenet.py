@@ -5,7 +5,8 @@ The source's Keras models read 128x128x3 spectrogram images (10 digits) and diff
 what follows each conv; one class with switches keeps their shared LeNet body identical.
 Per stage s (widths 6 then 16, 5x5 valid convs, biases everywhere, PyTorch default init):
 
-    stage{s}: conv -> act (ReLU) -> [bn BatchNorm2d] -> [attn] -> [drop Dropout] -> pool (avg 2)
+    stage{s}: conv -> act (ReLU) -> [bn BatchNorm2d] -> [attn] -> [drop Dropout]
+              -> feature_map (Identity: the map the pool reads) -> pool (avg 2)
 
 then Flatten (16 x 29 x 29 = 13456 for 128x128) -> Linear(120) + ReLU -> [Dropout] ->
 Linear(84) + ReLU -> [Dropout] -> Linear(num_classes) logits (the loss applies the softmax).
@@ -90,8 +91,8 @@ class SpectroLeNet(nn.Module):
     """The Part B spectrogram LeNet with optional BN / attention / dropout / L2.
 
     See the module docstring for the layout and counts. `stage1`, `stage2` are
-    nn.Sequentials with children conv, act, [bn], [attn], [drop], pool; `head` holds
-    flatten, fc1, act1, [drop1], fc2, act2, [drop2], out.
+    nn.Sequentials with children conv, act, [bn], [attn], [drop], feature_map, pool; `head`
+    holds flatten, fc1, act1, [drop1], fc2, act2, [drop2], out.
     """
 
     def __init__(
@@ -154,6 +155,8 @@ class SpectroLeNet(nn.Module):
                 layers["attn"] = attn
             if attention_dropout > 0:
                 layers["drop"] = nn.Dropout(attention_dropout)
+            # A named seam with no weights: one name for Grad-CAM whatever bn/attn/drop hold.
+            layers["feature_map"] = nn.Identity()
             layers["pool"] = nn.AvgPool2d(2)
             stages.append(nn.Sequential(layers))
         self.stage1, self.stage2 = stages
@@ -171,16 +174,13 @@ class SpectroLeNet(nn.Module):
 
     @property
     def cam_layer(self) -> nn.Module:
-        """Stage 2's last module before its pool (attention, else BN, else ReLU).
+        """Stage 2's `feature_map`: the map its pool reads, after BN, attention and dropout.
 
-        Dropout is skipped: it is the identity in eval mode, where Grad-CAM runs, so this
-        output is the map the attention produced and the pool reads.
+        One name for every variant (it used to be attn, bn or act, whichever came last);
+        dropout is the identity in eval mode, where Grad-CAM runs, so with attention this
+        output is the map the attention produced.
         """
-        stage = self.stage2
-        for name in ("attn", "bn", "act"):
-            if name in stage._modules:
-                return stage._modules[name]
-        raise AssertionError("stage2 has no ReLU")  # pragma: no cover
+        return self.stage2.feature_map
 
     def regularized_weights(self) -> list[nn.Parameter]:
         """The kernels the source's L2 applies to: the 120 and 84 dense layers (no biases)."""
