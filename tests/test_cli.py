@@ -48,7 +48,12 @@ class TestHelpListShow:
     def test_list_says_data_is_here(self):
         out = cli("list")
         assert out.returncode == 0
-        assert "mnist_attention" in out.stdout and "yes" in out.stdout
+        rows = {line.split()[0]: line.split()[:3] for line in out.stdout.splitlines()[1:]
+                if line and not line[0].isspace()}
+        # Each preset's own row: mnist's digits are bundled, cifar10 needs --data-root.
+        assert rows["mnist_attention"] == ["mnist_attention", "image", "yes"]
+        assert rows["cifar10_cnntention"] == ["cifar10_cnntention", "image", "no"]
+        assert rows["fsdd_attention"] == ["fsdd_attention", "spectrogram", "yes"]
         # The short citation: the document and its part, not its authors or addresses.
         assert ('"Impact of Attention Mechanisms in Deep Learning", course report, Problem 4, '
                 'Part A (Reduced MNIST)') in out.stdout
