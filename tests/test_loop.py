@@ -224,6 +224,36 @@ def test_config_rejects_unknown_and_ill_typed_keys():
     assert parse(TrainConfig, {"lr": 1, "milestones": [3, 5]}).milestones == (3, 5)
 
 
+@pytest.mark.parametrize(("values", "message"), [
+    ({"epochs": -3}, r"train\.epochs=-3 must be >= 1$"),
+    ({"batch_size": 0}, r"train\.batch_size=0 must be >= 1$"),
+    ({"lr": 0}, r"train\.lr=0\.0 must be a finite number > 0$"),
+    ({"lr": float("inf")}, r"train\.lr=inf must be"),
+    ({"gamma": -0.1}, r"train\.gamma=-0\.1 must be a finite number > 0$"),
+    ({"grad_clip": 0}, r"train\.grad_clip=0\.0 must be a finite number > 0 \(or none\)$"),
+    ({"momentum": 1}, r"train\.momentum=1\.0 must be in \[0, 1\)$"),
+    ({"label_smoothing": -0.1}, r"train\.label_smoothing=-0\.1 must be in \[0, 1\)$"),
+    ({"patience": 0}, r"train\.patience=0 must be >= 1 or none$"),
+    ({"max_batches": 0}, r"train\.max_batches=0 must be >= 1 or none$"),
+    ({"warmup_epochs": -1}, r"train\.warmup_epochs=-1 must be >= 0$"),
+    ({"weight_decay": -1e-4}, r"train\.weight_decay=-0\.0001 must be >= 0$"),
+    ({"milestones": [5, 3]}, r"train\.milestones=\[5, 3\] must be increasing epochs >= 1$"),
+    ({"milestones": [0, 3]}, r"train\.milestones=\[0, 3\] must be increasing"),
+    ({"divergence_check_every": 0}, r"train\.divergence_check_every=0 must be >= 1$"),
+])
+def test_config_refuses_values_the_loop_would_fail_on_later(values, message):
+    with pytest.raises(ConfigError, match=message):
+        parse(TrainConfig, values, "train")
+
+
+def test_config_accepts_the_edges_of_each_range():
+    edge = parse(TrainConfig, {"epochs": 1, "batch_size": 1, "momentum": 0, "eps": 0,
+                               "weight_decay": 0, "warmup_epochs": 0, "label_smoothing": 0,
+                               "patience": 1, "max_batches": 1, "milestones": [1, 2],
+                               "grad_clip": "none", "gamma": 100}, "train")
+    assert (edge.epochs, edge.patience, edge.grad_clip, edge.milestones) == (1, 1, None, (1, 2))
+
+
 def test_restore_best_false_tests_the_final_weights(small_mnist, cpu):
     kept, kept_rows = _train(small_mnist, cpu, epochs=2, restore_best=False,
                              schedule="step", step_size=1, gamma=100.0)

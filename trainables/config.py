@@ -8,6 +8,7 @@ not a silently ignored setting that makes an ablation compare the wrong things.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -54,6 +55,35 @@ class TrainConfig:
     divergence_check_every: int = 25  # steps between device syncs that look for a non-finite loss
     channels_last: bool = False
     compile: bool = False            # torch.compile the model
+
+    def __post_init__(self) -> None:
+        """Refuse values the loop, torch or Ray would fail on later, deep in a trial."""
+        for key in ("epochs", "batch_size", "eval_batch_size", "step_size",
+                    "divergence_check_every"):
+            _at_least(f"train.{key}", getattr(self, key), 1)
+        for key in ("patience", "max_batches"):
+            if getattr(self, key) is not None:
+                _at_least(f"train.{key}", getattr(self, key), 1, "or none")
+        _at_least("train.warmup_epochs", self.warmup_epochs, 0)
+        for key in ("weight_decay", "eps"):
+            _at_least(f"train.{key}", getattr(self, key), 0.0)
+        for key, value in (("lr", self.lr), ("gamma", self.gamma), ("grad_clip", self.grad_clip)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"train.{key}={value} must be a finite number > 0"
+                                  + (" (or none)" if key == "grad_clip" else ""))
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"train.momentum={self.momentum} must be in [0, 1)")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"train.label_smoothing={self.label_smoothing} must be in [0, 1)")
+        if any(m < 1 for m in self.milestones) or list(self.milestones) != sorted(
+                set(self.milestones)):
+            raise ConfigError(f"train.milestones={list(self.milestones)} must be increasing "
+                              "epochs >= 1")
+
+
+def _at_least(key: str, value: float, low: float, extra: str = "") -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value >= low):
+        raise ConfigError(f"{key}={value} must be >= {low:g}{' ' + extra if extra else ''}")
 
 
 @dataclass(frozen=True)
