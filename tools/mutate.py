@@ -37,7 +37,7 @@ COPIED = ("analysis", "orchestrator", "search_spaces", "trainables", "tests", "p
 # few minutes. Slow end-to-end tests (Ray sweeps, the CLI) are left out on purpose: a mutant
 # must be killed by a test that names the behaviour, not by a sweep that happens to crash.
 MODULES: dict[str, list[str]] = {
-    "trainables/loop.py": ["tests/test_loop.py"],
+    "trainables/loop.py": ["tests/test_loop_contract.py"],
     "trainables/blocks": ["tests/test_blocks.py"],
     "trainables/explain.py": ["tests/test_explain.py"],
     "trainables/data/augment.py": ["tests/test_image_data.py", "tests/test_audio_training.py"],
