@@ -1,5 +1,8 @@
 """Batched augmentation against hand computations on tiny tensors.
 
+Tensors stay under 32768 elements (ATen's grain size), so no op starts OpenMP threads: a
+mutation-testing child forked after they started would hang instead of failing.
+
 Every draw comes from the trial's seeded CPU generator, so each test can replay the same
 draws (in the order the module documents: offsets then flips; freq bands then time bands;
 one seed for the device generator per noise batch) and build the expected batch with plain
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from trainables.data import augment
 from trainables.data.augment import (
@@ -23,6 +27,36 @@ from trainables.data.augment import (
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+class DeviceLog(TorchFunctionMode):
+    """Every torch call made inside, with the device of the tensor it returned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str]] = []
+        self.kwargs: dict[str, dict] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = getattr(func, "__name__", str(func))
+        self.kwargs[name] = dict(kwargs or {})
+        if isinstance(out, torch.Tensor):
+            self.calls.append((name, out.device.type))
+        return out
+
+    def assert_draws_travel_once(self, device: str, transfers: int, also=()) -> None:
+        """Only the random draws (and ``also``) are made on the host, and each draw reaches
+        ``device`` in one transfer before anything else uses it; every index and buffer is
+        built there."""
+        host = {name for name, where in self.calls if where == "cpu"}
+        assert host <= {"randint", "rand", "lt", "long", "__getitem__", "cat", "__rsub__",
+                        "add", "mul", "stack", *also}, host
+        assert [name for name, _ in self.calls].count("to") == transfers
+        for (_, where), (after, after_where) in zip(self.calls, self.calls[1:], strict=False):
+            if where == "cpu":
+                assert after_where == "cpu" or after == "to", self.calls
+        assert self.calls[-1][1] == device
 
 
 def _image(b=1, c=1, h=2, w=3) -> torch.Tensor:
@@ -121,6 +155,14 @@ def test_crop_flip_matches_the_per_pixel_reference_for_the_same_seed(padding, fl
     assert flips.any() == flip and (not flip or not flips.all())
 
 
+def test_default_crop_pads_by_four_with_black_and_flips():
+    x = torch.rand(64, 1, 5, 5, generator=_gen(4)) + 1.0
+    out = RandomCropFlip(generator=_gen(8))(x)
+    expected, offsets, flips = _reference_crop_flip(x, 4, 0.0, _gen(8), flip=True)
+    assert torch.equal(out, expected)
+    assert set(offsets.flatten().tolist()) == set(range(9)) and 0 < int(flips.sum()) < 64
+
+
 def test_offsets_and_flips_are_uniform_over_many_images():
     g = _gen(11)
     crop = RandomCropFlip(padding=2, generator=g)
@@ -170,6 +212,12 @@ def test_crop_flip_on_another_device_gathers_there():
     assert out.device == x.device and out.shape == x.shape
     offsets, flips = RandomCropFlip(padding=2, generator=_gen(0))._draw(4, x.device)
     assert offsets.device == x.device and flips.device == x.device
+    with DeviceLog() as log:
+        RandomCropFlip(padding=2, fill=(0.0, 1.0, 2.0), generator=_gen(0))(x)
+    log.assert_draws_travel_once("meta", transfers=1)
+    with DeviceLog() as log:  # flip only: zero offsets join the flips in one transfer
+        RandomCropFlip(padding=0, generator=_gen(0))(x)
+    log.assert_draws_travel_once("meta", transfers=1, also={"zeros"})
 
 
 # --------------------------------------------------------------------------------- noise
@@ -185,7 +233,7 @@ def test_noise_is_the_seeded_device_generator_scaled_by_std():
     assert out.dtype == torch.float64
     torch.testing.assert_close(out, x + 0.02 * noise, rtol=0, atol=0)
     # The noise is standard normal before scaling: std ~ 0.02 on many values.
-    big = GaussianNoise(0.02, generator=_gen(4))(torch.zeros(200_000))
+    big = GaussianNoise(0.02, generator=_gen(4))(torch.zeros(20_000))
     assert abs(float(big.std()) - 0.02) < 0.0005 and abs(float(big.mean())) < 0.0005
 
 
@@ -210,6 +258,28 @@ def test_noise_differs_across_batches_and_repeats_for_the_seed():
     state = g.get_state()
     nxt = GaussianNoise(0.1, generator=g)(x)
     assert torch.equal(nxt, GaussianNoise(0.1, generator=torch.Generator().set_state(state))(x))
+
+
+def test_noise_is_drawn_on_the_input_device_with_a_generator_made_there(monkeypatch):
+    # Without an accelerator, check what the draw is asked for: the input's device for
+    # both the noise tensor and the generator that fills it (on a GPU, a host generator
+    # or host noise would fail, or copy the whole batch across every step).
+    made = []
+    real = torch.Generator
+    noise = GaussianNoise(0.1, generator=_gen(0))
+
+    def recording(device="cpu"):
+        made.append(device)
+        return real(device=device)
+
+    monkeypatch.setattr(augment.torch, "Generator", recording)
+    x = torch.zeros(2, 1, 3, 3)
+    with DeviceLog() as log:
+        noise(x)
+    assert made == [x.device]
+    asked = log.kwargs["randn"]
+    assert asked["device"] == x.device and asked["generator"].device == x.device
+    assert asked["dtype"] == x.dtype
 
 
 def test_device_generator_is_seeded_from_the_trial_generator_on_the_device(monkeypatch):
@@ -276,7 +346,7 @@ def test_masks_match_the_per_row_and_column_reference(freq, time, count):
 
 
 def test_one_band_masks_a_contiguous_run_the_same_in_every_channel():
-    x = torch.ones(200, 3, 8, 10)
+    x = torch.ones(100, 3, 8, 10)
     out = SpectrogramMask(freq_width=4, count=1, fill=0.0, generator=_gen(2))(x)
     assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 0], out[:, 2])
     rows = (out[:, 0] == 0).all(dim=2)  # (B, H): whole rows masked
@@ -328,6 +398,9 @@ def test_masks_are_built_on_the_input_device():
     assert out.device == x.device and out.shape == x.shape
     bands = SpectrogramMask(freq_width=2, generator=_gen(0))._bands(4, 6, 2, x.device)
     assert bands.device == x.device and bands.shape == (4, 6) and bands.dtype == torch.bool
+    with DeviceLog() as log:
+        SpectrogramMask(freq_width=2, time_width=3, count=2, generator=_gen(0))(x)
+    log.assert_draws_travel_once("meta", transfers=2)  # frequency bands, then time bands
 
 
 # ------------------------------------------------------------------------------- compose

@@ -40,7 +40,7 @@ MODULES: dict[str, list[str]] = {
     "trainables/loop.py": ["tests/test_loop_contract.py"],
     "trainables/blocks": ["tests/test_blocks.py"],
     "trainables/explain.py": ["tests/test_explain.py"],
-    "trainables/data/augment.py": ["tests/test_image_data.py", "tests/test_audio_training.py"],
+    "trainables/data/augment.py": ["tests/test_augment.py"],
     "orchestrator/schedulers.py": ["tests/test_schedulers.py", "tests/test_halving.py"],
     "orchestrator/sink.py": ["tests/test_sink.py"],
     "orchestrator/space.py": ["tests/test_space.py", "tests/test_domains.py"],
