@@ -50,8 +50,9 @@ class DeviceLog(TorchFunctionMode):
         ``device`` in one transfer before anything else uses it; every index and buffer is
         built there."""
         host = {name for name, where in self.calls if where == "cpu"}
-        assert host <= {"randint", "rand", "lt", "long", "__getitem__", "cat", "__rsub__",
-                        "add", "mul", "stack", *also}, host
+        draw_ops = {"randint", "rand", "lt", "le", "long", "__getitem__", "cat", "__rsub__",
+                    "add", "mul", "stack"}  # drawing, comparing, packing
+        assert host <= draw_ops | set(also), host
         assert [name for name, _ in self.calls].count("to") == transfers
         for (_, where), (after, after_where) in zip(self.calls, self.calls[1:], strict=False):
             if where == "cpu":
