@@ -3,6 +3,7 @@
     .venv/bin/python tools/mutate.py trainables/loop.py            # a full pass, then the score
     .venv/bin/python tools/mutate.py trainables/loop.py --survivors  # re-test last survivors only
     .venv/bin/python tools/mutate.py trainables/loop.py --show NAME  # the diff of one mutant
+    .venv/bin/python tools/mutate.py trainables/loop.py --score      # the last run's score
     .venv/bin/python tools/mutate.py --list                         # modules and their tests
 
 Why a wrapper around mutmut: mutmut reads one ``[tool.mutmut]`` table and one ``mutants/``
@@ -64,15 +65,11 @@ class Score:
     counts: dict[str, int] = field(default_factory=dict)
     survivors: list[str] = field(default_factory=list)
     equivalent: list[str] = field(default_factory=list)
+    killed: int = 0   # non-equivalent mutants that a test failed on (or that timed out)
 
     @property
     def considered(self) -> int:
         return sum(self.counts.values()) - len(self.equivalent)
-
-    @property
-    def killed(self) -> int:
-        return (self.counts.get("killed", 0) + self.counts.get("timeout", 0)
-                + self.counts.get("type check", 0) + self.counts.get("segfault", 0))
 
     @property
     def percent(self) -> float:
@@ -126,7 +123,14 @@ def prepare(module: str, *, fresh: bool) -> Path:
 
 def mutmut(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
     binary = Path(sys.executable).with_name("mutmut")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    if not binary.exists():
+        sys.exit("error: mutmut is not installed in this environment; run "
+                 ".venv/bin/python -m pip install -c constraints.txt -e '.[mutation]'")
+    # One OpenMP thread: mutmut forks each mutant's test run from a process whose OpenMP pool
+    # is already running, and torch ops on large tensors then hang in the child; the hang is
+    # scored "timeout", i.e. killed, so survivors would pass for kills.
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1"}
     return subprocess.run([str(binary), *args], cwd=work, env=env, text=True,
                           capture_output=args[0] != "run")
 
@@ -139,10 +143,12 @@ def score(module: str, work: Path) -> Score:
         for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
             status = "not run" if code is None else STATUS.get(code, f"exit {code}")
             result.counts[status] = result.counts.get(status, 0) + 1
-            if name in known:
+            if name in known:   # out of the score either way, killed or not
                 result.equivalent.append(name)
             elif status in ("survived", "no tests", "not run", "suspicious", "skipped"):
                 result.survivors.append(name)
+            else:
+                result.killed += 1
     stale = sorted(set(known) - set(result.equivalent))
     if stale:
         print(f"note: {len(stale)} listed equivalent mutant(s) no longer exist: "
@@ -166,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--survivors", action="store_true",
                         help="re-test only the last run's survivors (after adding tests)")
     parser.add_argument("--show", metavar="NAME", help="print one mutant's diff")
+    parser.add_argument("--score", action="store_true",
+                        help="print the last run's score again (after editing the equivalents)")
     parser.add_argument("--children", type=int, default=os.cpu_count() or 1,
                         help="parallel test processes (default: all cores)")
     args = parser.parse_args(argv)
@@ -183,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         out = mutmut(work, "show", args.show)
         print(out.stdout or out.stderr)
         return out.returncode
+    if args.score:
+        if not (work / "mutants").exists():
+            print(f"error: no run recorded for {module}; run a full pass first", file=sys.stderr)
+            return 2
+        print_score(score(module, work), None)
+        return 0
     if args.survivors:
         previous = score(module, work).survivors if (work / "mutants").exists() else []
         if not previous:
