@@ -78,7 +78,11 @@ class PerArmHalving(FIFOScheduler):
         self._release: set[str] = set()
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        """Take Tune's metric and mode where none was given; refuse (False, so Tune raises)
+        one that conflicts with the constructor's, rather than rank by another than Tune's."""
         if self._metric and metric and self._metric != metric:
+            return False
+        if self._mode and mode and self._mode != mode:
             return False
         self._metric = self._metric or metric
         self._mode = self._mode or mode

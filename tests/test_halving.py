@@ -242,3 +242,15 @@ def test_three_arms_on_several_seeds_halve_apart():
 def test_other_schedulers_still_build(scheduler):
     assert build_scheduler(scheduler, variant_keys=(), max_t=5, grace_period=1,
                            reduction_factor=3) is not None
+
+
+def test_a_conflicting_metric_or_mode_from_tune_is_refused():
+    scheduler = _scheduler()                      # val_acc, max
+    assert scheduler.set_search_properties("val_acc", "max")
+    assert scheduler.set_search_properties(None, None)
+    assert not scheduler.set_search_properties("val_acc", "min")
+    assert not scheduler.set_search_properties("val_loss", "max")
+    fresh = build_scheduler("halving-per-variant", variant_keys=("model.attention",), max_t=10,
+                            grace_period=1, reduction_factor=3, candidates=3)
+    assert fresh.set_search_properties("val_loss", "min")   # none given: Tune's are taken
+    assert not fresh.set_search_properties("val_loss", "max")
