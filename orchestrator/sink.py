@@ -4,6 +4,10 @@ It lives on the driver, not in the trials, so one writer owns each file (no race
 trials) and the files are complete even for trials that crashed before reporting. It keeps
 the rows in memory keyed by (trial_id, epoch) and rewrites whole files, which makes a
 resumed run neither lose nor duplicate rows: a re-reported epoch replaces its old row.
+
+A trial's row describes its latest attempt. ``--resume`` reruns errored trials from their
+last checkpoint, so a trial can report again after its row says how it ended; the fields
+that only said how that attempt ended are then cleared (see ``_ENDING_FIELDS``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,17 @@ from orchestrator.storage import RunFiles
 _FROM_RESULT = ("status", "error", "stopped_by", "params", "best_epoch", "best_val_acc",
                 "best_val_loss", "test_acc", "test_loss", "train_time_s", "diverged_epoch",
                 "diverged_step", "data_note")
+
+# Fields that say how one attempt at a trial ended: the trial's last report (test metrics,
+# stopped_by, a divergence) or the sink itself (an error, a scheduler's stop) sets them, and
+# running reports never do. When an ended trial reports again, a new attempt is running
+# (``--resume`` reran it), so they are cleared: kept, a rerun that finishes "ok" would still
+# carry the crash's error and stopped_by="error", and one still running would show the old
+# attempt's test_acc. The rest of the row still holds and stays: the config columns, and what
+# every report carries again from the checkpoint the rerun continues (best_* so far, params,
+# train_time_s, data_note, epochs_run and final_val_acc from its epoch).
+_ENDING_FIELDS = ("error", "stopped_by", "test_acc", "test_loss", "diverged_epoch",
+                  "diverged_step")
 
 
 def _finite(value: Any) -> Any:
@@ -62,7 +77,8 @@ class ParquetSink(Callback):
         self._files = RunFiles(self.run_location)
         self._trials: dict[str, dict[str, Any]] = {}
         self._epochs: dict[str, dict[int, dict[str, Any]]] = {}
-        self._last_write = 0.0
+        # Never written yet: the first write is due whatever the monotonic clock's origin.
+        self._last_write = -math.inf
         if self._files.exists(TRIALS_FILE):
             for row in self._files.read_parquet(TRIALS_FILE).to_dicts():
                 self._trials[row["trial_id"]] = row
@@ -96,6 +112,9 @@ class ParquetSink(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info: Any) -> None:
         self._ensure_loaded()
         row = self._trial_row(trial)
+        if row["status"] != "running":
+            # The trial had ended and reports again: this is a new attempt (see _ENDING_FIELDS).
+            row.update(dict.fromkeys(_ENDING_FIELDS), status="running")
         epoch = result.get("epoch")
         if epoch is not None:
             epoch_row = {column: _finite(result.get(column)) for column in EPOCH_COLUMNS}
