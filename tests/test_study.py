@@ -75,8 +75,8 @@ def _three_arms(*, running: bool = True, **meta: Any) -> Run:
     if running:
         rows.append(_trial("se", 4, status="running", test=0.5, val=0.5, seconds=99.0))
     reported = {"plain": {"test_acc": 0.915, "train_time_s": 100.0},
-                "se": {"test_acc": 0.90, "params": 120, "train_time_s": 150.0,
-                       "note": "from the paper's table 2", "flag": True},
+                "se": {"train_time_s": 150.0, "test_acc": 0.90, "note": "from table 2",
+                       "flag": True, "params": 120},
                 "cbam": {"test_acc": "n/a"}}
     return _run(rows, {"reported": reported, "state": "finished", **meta}, epochs)
 
@@ -89,6 +89,17 @@ def _t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, f
 
 def _plus(gain: list[float]) -> list[float]:
     return [b + g for b, g in zip(PLAIN, gain, strict=True)]
+
+
+COMPARISON_SCHEMA = pl.Schema({
+    "variant": pl.String, "n_pairs": pl.Int64, "mean_diff": pl.Float64, "ci_low": pl.Float64,
+    "ci_high": pl.Float64, "p_value": pl.Float64, "p_adjusted": pl.Float64,
+    "p_sign_flip": pl.Float64, "p_tost": pl.Float64, "verdict": pl.String, "look": pl.Int64,
+    "detectable": pl.Float64, "seeds_for_margin": pl.Int64, "runs": pl.Int64,
+    "failed": pl.Int64, "p_failures": pl.Float64, "aso_epsilon": pl.Float64})
+ESTIMATE_SCHEMA = pl.Schema({
+    "variant": pl.String, "metric": pl.String, "n": pl.Int64, "mean": pl.Float64,
+    "std": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64})
 
 
 # --------------------------------------------------------------------------- rows compared
@@ -161,6 +172,16 @@ def test_the_metric_is_validation_accuracy_when_the_baseline_has_no_test_accurac
     assert metric_label(stats.primary) == "best val acc"
 
 
+def test_the_metric_follows_the_baseline_not_the_other_arms():
+    # Only the baseline decides: an arm with test accuracies does not make them the metric
+    # while the baseline has none.
+    rows = [_trial("plain", s, test=None, val=v) for s, v in enumerate(PLAIN)]
+    rows += [_trial("se", s, test=0.5, val=v + 0.01) for s, v in enumerate(PLAIN)]
+    assert study_stats(_run(rows)).primary == "best_val_acc"
+    # Without a baseline, any arm's test accuracy counts.
+    assert study_stats(_run(rows, {"baseline_variant": None})).primary == "test_acc"
+
+
 def test_one_result_per_arm_and_seed():
     rows = [_trial("plain", 0, test=0.9), _trial("se", 1, test=0.9),
             _trial("se", 1, test=0.91, trial_id="se-1-again"),
@@ -176,9 +197,10 @@ def test_one_result_per_arm_and_seed():
 
 
 def test_the_first_duplicate_in_arm_and_seed_order_is_named():
-    rows = [_trial(v, s, test=0.9, trial_id=f"{v}{s}{k}") for v in ("zz", "aa") for s in (3, 1)
-            for k in "xy"]
-    with pytest.raises(DuplicateSeedError, match=r"for arm 'aa' seed 1 \(aa1x, aa1y\)"):
+    # zz seed 1 comes first by seed, aa seed 3 by arm: arm decides
+    rows = [_trial(v, s, test=0.9, trial_id=f"{v}{s}{k}") for v, s in (("zz", 1), ("aa", 3))
+            for k in "yx"]
+    with pytest.raises(DuplicateSeedError, match=r"for arm 'aa' seed 3 \(aa3x, aa3y\)"):
         compared_trials(_run(rows))
 
 
@@ -214,6 +236,7 @@ def test_comparisons_are_paired_t_tests_holm_corrected():
     assert (se.p_adjusted, cbam.p_adjusted) == pytest.approx((2 * p_se, p_cbam))
     assert (se.verdict, cbam.verdict) == ("better", "inconclusive")
     assert (se.correction, se.alpha, se.margin, se.confidence) == ("holm", 0.05, 0.005, 0.95)
+    assert (se.metric, cbam.metric) == ("test_acc", "test_acc")
     assert stats.comparison_of("cbam") is cbam and stats.comparison_of("plain") is None
     assert stats.judgement is not None and stats.judgement.comparisons == stats.comparisons
     bh = study_stats(_three_arms(), correction="none").comparisons[0]
@@ -242,13 +265,16 @@ def test_comparison_frame_in_points_for_accuracies():
         "variant", "n_pairs", "mean_diff", "ci_low", "ci_high", "p_value", "p_adjusted",
         "p_sign_flip", "p_tost", "verdict", "look", "detectable", "seeds_for_margin", "runs",
         "failed", "p_failures", "aso_epsilon"]
-    assert study_stats(_run([_trial("plain", 0, test=0.9)])).comparison_frame().height == 0
+    empty = study_stats(_run([_trial("plain", 0, test=0.9)])).comparison_frame()
+    assert empty.height == 0 and empty.schema == frame.schema == COMPARISON_SCHEMA
 
 
 def test_an_undetectable_effect_has_no_detectable_size_in_the_frame():
     rows = [_trial("plain", 0, test=0.9), _trial("se", 0, test=0.95)]
     frame = study_stats(_run(rows)).comparison_frame()
     assert frame["detectable"].to_list() == [None] and frame["n_pairs"].to_list() == [1]
+    assert frame["seeds_for_margin"].to_list() == [None]
+    assert frame.schema == COMPARISON_SCHEMA     # typed even where every value is missing
 
 
 def test_alpha_and_margin_come_from_the_call_then_the_run_then_the_defaults():
@@ -288,6 +314,7 @@ def test_no_baseline_or_one_arm_compares_nothing():
     alone = _run([_trial("plain", s, test=v) for s, v in enumerate(PLAIN)])
     lone = study_stats(alone)
     assert lone.order == ["plain"] and lone.comparisons == [] and lone.notes == []
+    assert lone.judgement is None and lone.time_ratios.rows() == []
     assert answer(lone, alone) == ["Only one variant: nothing to compare."]
 
 
@@ -303,6 +330,16 @@ def test_aso_only_on_request_and_over_finished_seeds():
     assert stats.aso == {"se": 0.0, "low": 1.0}
     frame = stats.comparison_frame()
     assert dict(zip(frame["variant"], frame["aso_epsilon"], strict=True)) == stats.aso
+
+
+def test_aso_is_an_upper_bound_at_the_asked_confidence():
+    # Overlapping arms: epsilon plus z(confidence) times its bootstrap spread, so a lower
+    # confidence gives a lower bound (z 0.84 at 80% against 1.64 at 95%).
+    rows = [_trial("plain", s, test=v) for s, v in enumerate(PLAIN)]
+    rows += [_trial("se", s, test=v) for s, v in enumerate([0.915, 0.905, 0.935, 0.92])]
+    high = study_stats(_run(rows), with_aso=True).aso["se"]
+    low = study_stats(_run(rows), with_aso=True, confidence=0.8).aso["se"]
+    assert 0.0 < low < high < 1.0
 
 
 # --------------------------------------------------------------------------- source's numbers
@@ -343,6 +380,15 @@ def test_reproduction_needs_two_seeds_for_an_interval_and_one_for_a_number():
         "arm(s); plain need at least 2 seeds for an interval."]
 
 
+def test_reproduction_table_at_another_confidence():
+    from analysis.study import reproduction_table, trial_metrics
+
+    run = _three_arms()
+    table = reproduction_table(run, trial_metrics(run), ["plain"], confidence=0.8)
+    ((low, high),) = table.select("ci_low", "ci_high").rows()
+    assert (low, high) == pytest.approx(_t_interval(PLAIN, 0.8))
+
+
 def test_the_source_at_the_edge_of_our_interval_is_inside():
     rows = [_trial("plain", s, test=v) for s, v in enumerate([0.90, 0.92])]
     low, high = _t_interval([0.90, 0.92])
@@ -375,6 +421,9 @@ def test_time_ratios_to_each_sides_own_baseline():
      [("se", 1.5, 2.5)]),
     ([10.0, 10.0], {"plain": {"train_time_s": 8}, "se": {"train_time_s": "20"}},
      [("se", 1.5, None)]),
+    # times under a second are times too, ours and the source's
+    ([0.5, 0.5], {"plain": {"train_time_s": 0.25}, "se": {"train_time_s": 0.5}},
+     [("se", 30.0, 2.0)]),
 ])
 def test_time_ratios_need_positive_times(plain, reported, expected):
     rows = [_trial("plain", s, test=0.9, seconds=t) for s, t in enumerate(plain)]
@@ -423,6 +472,28 @@ def test_answer_with_uneven_seeds_and_an_adaptive_schedule():
     assert len(out) == 2      # no source numbers, no training times
 
 
+def test_answer_with_three_seed_counts_names_the_fewest_and_the_most():
+    rows = [_trial("plain", s, test=v) for s, v in enumerate(PLAIN)]
+    rows += [_trial("se", s, test=v + 0.01) for s, v in enumerate(PLAIN[:2])]
+    rows += [_trial("cbam", s, test=v + 0.01) for s, v in enumerate(PLAIN[:3])]
+    run = _run(rows)
+    assert ", 2–4 seed(s) per arm;" in answer(study_stats(run), run)[0]
+
+
+def test_answer_on_a_metric_that_is_not_an_accuracy_is_in_its_own_units():
+    from dataclasses import replace
+
+    run = _three_arms(margin=0.02)
+    stats = replace(study_stats(run), primary="best_val_loss")
+    assert not stats.points
+    out = answer(stats, run)
+    assert out[0].endswith(
+        "on best_val_loss, paired by seed, 4 seed(s) per arm; equivalence margin ±0.02, "
+        "α = 0.05 with Holm across arms.")
+    assert out[1].startswith("se vs plain on best_val_loss: +0.03 (95% t-interval")
+    assert stats.comparison_frame()["mean_diff"][0] == pytest.approx(0.03)
+
+
 def test_answer_on_validation_accuracy_in_points_with_the_margin_in_points():
     rows = [_trial("plain", s, val=v) for s, v in enumerate(PLAIN)]
     rows += [_trial("se", s, val=v + 0.01) for s, v in enumerate(PLAIN)]
@@ -443,6 +514,11 @@ def test_answer_on_validation_accuracy_in_points_with_the_margin_in_points():
 def test_answer_before_any_trial_and_for_a_tuned_run_without_replicates():
     empty = _run([])
     assert answer(study_stats(empty), empty) == ["This run has no trials yet."]
+    nothing = study_stats(empty)
+    assert nothing.seeds == 0 and nothing.order == [] and nothing.failures.rows() == []
+    assert nothing.estimates.schema == ESTIMATE_SCHEMA
+    assert nothing.time_ratios.schema == pl.Schema(
+        {"variant": pl.String, "ours": pl.Float64, "source": pl.Float64})
     tuning = [_trial("plain", 0, test=0.9), _trial("plain", 1, "diverged"),
               _trial("se", 0, "diverged"), _trial("se", 1, "error"),
               _trial("eca", 0, "early_stopped", test=0.8)]
@@ -451,6 +527,21 @@ def test_answer_before_any_trial_and_for_a_tuned_run_without_replicates():
         "No arm has replicate trials yet, so nothing is compared.",
         "se: every tuning candidate diverged or failed, so nothing was replicated; see the "
         "Tuning section and widen or move its domains."]
+    arms = ["se", "zz", "cbam", "aa", "eca", "mm", "bb"]   # named in the order they were tuned
+    failed = _run([], tuning=[_trial(a, 0, "diverged") for a in arms])
+    assert [s.split(":")[0] for s in answer(study_stats(failed), failed)[1:]] == arms
+
+
+def test_reproduction_sentence_lists_every_arm_outside_and_every_arm_short_of_seeds():
+    rows = [_trial("plain", s, test=v) for s, v in enumerate(PLAIN)]
+    rows += [_trial("se", s, test=v + 0.03) for s, v in enumerate(PLAIN)]
+    rows += [_trial("eca", 0, test=0.9), _trial("aa", 0, test=0.91)]
+    reported = {v: {"test_acc": 0.8} for v in ("plain", "se", "eca", "aa")}
+    stats = study_stats(_run(rows, {"reported": reported}))
+    assert reproduction_sentences(stats) == [
+        "Reproduction: the source's test acc falls inside our 95% t-interval for 0 of 4 "
+        "arm(s); outside for plain +11.50 points (ours 0.9150 vs 0.8000), se +14.50 points "
+        "(ours 0.9450 vs 0.8000); eca, aa need at least 2 seeds for an interval."]
 
 
 def test_reproduction_sentence_only_for_accuracies_we_measured():
