@@ -179,6 +179,17 @@ def _images(n_train: int = 16, n_eval: int = 8) -> DeviceSplits:
     return DeviceSplits(x, y, x[:n_eval], y[:n_eval], x[:n_eval], y[:n_eval], 2)
 
 
+@pytest.fixture(autouse=True)
+def cpu() -> Iterator[torch.device]:
+    """One torch thread: these tensors are too small to gain from more, and mutation testing
+    forks after torch has started its thread pool, where a child that enters a parallel
+    region hangs until its time limit (every surviving mutant would read as a timeout)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch.device("cpu")
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def clock(monkeypatch) -> list[float]:
     """time.perf_counter reads these values in turn (two per epoch: start and end)."""
