@@ -36,6 +36,20 @@ from trainables.models.registry import get_model
 FP16_STEP = 2.0 ** -11  # float16's spacing just below 1: the stored maps' resolution
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Torch on one thread here, before any fixture touches a tensor.
+
+    Why: tools/mutate.py (mutmut) runs these tests in processes forked from one that already
+    used torch's OpenMP pool; in the fork that pool is gone, a multi-threaded op spins until
+    mutmut's CPU limit, and every mutant would count as "killed" by timeout.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class TwoConv(nn.Module):
     """conv -> ReLU -> conv (stride 2: Grad-CAM's layer) -> ReLU -> dropout -> Linear.
 
@@ -126,14 +140,16 @@ def test_pick_examples_is_class_balanced_and_fixed():
     assert picked.tolist() == [1, 3, 0, 2, 5] and picked.dtype == np.int64
     assert pick_examples(labels, 3, count=100).tolist() == [1, 3, 0, 2, 5, 4, 6, 7]
     assert pick_examples(labels, 3, count=2).tolist() == [1, 3]  # fewer than the classes
-    assert pick_examples(labels, 3).tolist() == [1, 3, 0, 2, 5, 4, 6, 7]  # 16 by default
+    many = np.tile(np.arange(4), 6)  # 24 labels, 6 per class
+    assert pick_examples(many, 4).tolist() == list(range(16))  # 16 by default
 
 
 def test_pick_examples_stops_when_no_class_has_more():
     # Labels outside range(num_classes) are never picked; the loop must still end.
     labels = np.array([0, 7, 1, 7, 7, 0])
     assert pick_examples(labels, 2, count=16).tolist() == [0, 2, 5]
-    assert pick_examples(np.array([], dtype=np.int64), 3).tolist() == []
+    none = pick_examples(np.array([], dtype=np.int64), 3)
+    assert none.tolist() == [] and none.dtype == np.int64  # still usable as an index
 
 
 # ---------------------------------------------------------------------------- cam_layer
@@ -176,7 +192,7 @@ def test_a_cam_layer_without_a_map_is_an_error_and_explain_cleans_up(digits, lay
                                          rf"for Grad-CAM; it gave {got}"):
         explain(model, digits[:2])
     assert all(not m._forward_hooks for m in model.modules())  # the hook is gone
-    assert all(not m.record_gate and m.last_gate is None
+    assert all(m.record_gate is False and m.last_gate is None
                for m in (model.se, model.spatial, model.cbam))
 
 
@@ -298,7 +314,7 @@ def test_attention_and_channel_maps_are_the_blocks_own_gates(digits):
         assert stored.dtype == np.float16 and stored.shape == (6, 24, 20)
         np.testing.assert_allclose(stored.astype(np.float32), expected, rtol=0, atol=FP16_STEP)
         assert stored.min() == 0 and stored.max() == 1
-    assert all(not m.record_gate and m.last_gate is None
+    assert all(m.record_gate is False and m.last_gate is None
                for m in (model.unused, model.se, model.spatial, model.cbam, model.cbam.spatial))
 
 
@@ -414,3 +430,17 @@ def test_write_artifacts_passes_the_evaluation_limits(small_mnist, device_digits
     expected = hand_confusion(small_mnist.y_test[first],
                               predictions(model, device_digits.x_test[first]), 10)
     assert saved["confusion"]["matrix"] == expected.tolist()
+
+
+def test_write_artifacts_evaluates_in_batches_of_1000_by_default():
+    """max_batches counts batches of eval_batch_size, 1000 unless the trial says otherwise."""
+    from trainables.data.mnist import bundled_digits
+
+    x, y = bundled_digits()
+    images = torch.from_numpy(x[:1001, :, 2:26, 4:24].astype(np.float32)) / 255.0
+    labels = torch.from_numpy(y[:1001])
+    data = DeviceSplits(images, labels, images[:20], labels[:20], images, labels, 10)
+    model = two_conv()
+    _, _, saved = run_write(model, data, x[:20, :, 2:26, 4:24], max_batches=1)
+    first = hand_confusion(y[:1000], predictions(model, images[:1000]), 10)
+    assert saved["confusion"]["matrix"] == first.tolist()
