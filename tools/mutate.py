@@ -39,7 +39,7 @@ COPIED = ("analysis", "orchestrator", "search_spaces", "trainables", "tests", "p
 # must be killed by a test that names the behaviour, not by a sweep that happens to crash.
 MODULES: dict[str, list[str]] = {
     "trainables/loop.py": ["tests/test_loop_contract.py"],
-    "trainables/blocks": ["tests/test_blocks.py"],
+    "trainables/blocks": ["tests/test_blocks.py", "tests/test_blocks_reference.py"],
     "trainables/explain.py": ["tests/test_explain.py"],
     "trainables/data/augment.py": ["tests/test_augment.py"],
     "orchestrator/schedulers.py": ["tests/test_schedulers.py", "tests/test_halving.py"],
