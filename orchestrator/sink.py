@@ -31,12 +31,13 @@ _FROM_RESULT = ("status", "error", "stopped_by", "params", "best_epoch", "best_v
 
 # Fields that say how one attempt at a trial ended: the trial's last report (test metrics,
 # stopped_by, a divergence) or the sink itself (an error, a scheduler's stop) sets them, and
-# running reports never do. When an ended trial reports again, a new attempt is running
-# (``--resume`` reran it), so they are cleared: kept, a rerun that finishes "ok" would still
-# carry the crash's error and stopped_by="error", and one still running would show the old
-# attempt's test_acc. The rest of the row still holds and stays: the config columns, and what
-# every report carries again from the checkpoint the rerun continues (best_* so far, params,
-# train_time_s, data_note, epochs_run and final_val_acc from its epoch).
+# running reports never do. Every report clears them before it sets its own, so they are
+# always the latest report's, or the sink's mark of an end that came after it. That matters
+# when an ended trial reports again (``--resume`` reran it after an error): kept, a rerun that
+# finishes "ok" would still carry the crash's error and stopped_by="error", and one still
+# running would show the old attempt's test_acc. The rest of the row still holds and stays:
+# the config columns, and what every report carries again from the checkpoint the rerun
+# continues (best_* so far, params, train_time_s, data_note, epochs_run and final_val_acc).
 _ENDING_FIELDS = ("error", "stopped_by", "test_acc", "test_loss", "diverged_epoch",
                   "diverged_step")
 
@@ -112,9 +113,9 @@ class ParquetSink(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info: Any) -> None:
         self._ensure_loaded()
         row = self._trial_row(trial)
-        if row["status"] != "running":
-            # The trial had ended and reports again: this is a new attempt (see _ENDING_FIELDS).
-            row.update(dict.fromkeys(_ENDING_FIELDS), status="running")
+        # A report says how the trial stands now: it ends nothing it does not say it ends, and
+        # after an ended attempt it starts a new one (see _ENDING_FIELDS).
+        row.update(dict.fromkeys(_ENDING_FIELDS), status="running")
         epoch = result.get("epoch")
         if epoch is not None:
             epoch_row = {column: _finite(result.get(column)) for column in EPOCH_COLUMNS}

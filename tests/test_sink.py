@@ -238,17 +238,18 @@ def test_running_results_are_throttled_but_never_lost(tmp_path, monkeypatch):
     assert report(3.0, _epoch(4, 0.5)) == 3
     assert report(3.1, _epoch(5, 0.5, status="ok")) == 5  # a trial's end is written at once
     # Every way a trial or the run ends writes at once, with the throttled results in it.
-    for end in (lambda t: sink.on_trial_complete(0, [], t), lambda t: sink.on_trial_error(0, [], t),
-                lambda t: sink.on_experiment_end([])):
-        other = _trial("t1", "none")
+    ends = {"t1": lambda t: sink.on_trial_complete(0, [], t),
+            "t2": lambda t: sink.on_trial_error(0, [], t),
+            "t3": lambda t: sink.on_experiment_end([])}
+    for trial_id, end in ends.items():
+        other = _trial(trial_id, "none")
         clock[0] += 0.1
         sink.on_trial_result(0, [], other, _epoch(1, 0.2))
         clock[0] += 0.1
         sink.on_trial_result(0, [], other, _epoch(2, 0.3))
         clock[0] += 0.1
         end(other)
-        assert _rows(tmp_path)["t1"]["epochs_run"] == 2
-        sink._trials.pop("t1")
+        assert _rows(tmp_path)[trial_id]["epochs_run"] == 2, trial_id
 
 
 def test_resume_reads_back_every_trial_and_skips_files_that_are_not_results(tmp_path,
