@@ -11,8 +11,6 @@ Blocks are built inside each test, never at collection time (see test_record_gat
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -110,6 +108,10 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> None:
         ((8.88, 8), {"round_limit": 0.95}, 16),
         ((9.0, 8), {"round_limit": 0.0}, 8),
         ((40.0, 16), {}, 48),
+        ((52.0, 8), {}, 56),  # half a step up rounds up, and 48 would be within 10%
+        ((12.0, 8), {"round_limit": 0.0}, 16),  # ties round up by themselves
+        ((10.0, 9), {}, 9),  # exactly 90% of v is still allowed
+        ((16.0, 16), {"round_limit": 1.0}, 16),  # an exact multiple never moves
     ],
 )
 def test_make_divisible_cases(args: tuple, kwargs: dict, expected: int) -> None:
@@ -717,7 +719,7 @@ def test_grid_gate_with_a_vector_and_a_same_size_map() -> None:
     g = _x(2, 3, seed=3)
     phi = _dense(g, gate.phi.weight, gate.phi.bias)[:, None, :]  # (B, 1, inter)
     a, pooled = _grid_reference(gate, x, phi)
-    assert float(a.sum(dim=(2, 3)).max()) < 1.0
+    assert a.detach().sum(dim=(2, 3)).max().item() < 1.0
     for g_form in (g, g[:, :, None, None]):
         got_a, got_pooled = gate(x, g_form)
         _close(got_a, a)
@@ -743,6 +745,31 @@ def test_grid_gate_resizes_a_coarse_gating_map_bilinearly() -> None:
     got_a, got_pooled = gate(x, g)
     _close(got_a, a)
     _close(got_pooled, pooled)
+
+
+def test_grid_gate_resamples_only_a_gating_grid_that_differs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A vector or a same-size map is used as it is (broadcast, exact, no B x inter x H x W
+    # resampled copy); only a grid of another size goes through the bilinear resize.
+    import trainables.blocks.attention_gate as module
+
+    sizes: list[tuple[int, ...]] = []
+    real = F.interpolate
+
+    def spy(t: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        sizes.append(tuple(t.shape[2:]))
+        return real(t, **kwargs)
+
+    monkeypatch.setattr(module.F, "interpolate", spy)
+    gate = GridAttentionGate(2, 3, inter_channels=2)
+    x = torch.randn(1, 2, 3, 2)
+    for g in (torch.randn(1, 3), torch.randn(1, 3, 1, 1), torch.randn(1, 3, 3, 2)):
+        gate(x, g)
+    assert sizes == []
+    for g_shape in ((1, 3, 1, 2), (1, 3, 2, 1), (1, 3, 2, 2), (1, 3, 6, 4)):
+        gate(x, torch.randn(g_shape))
+    assert sizes == [(1, 2), (2, 1), (2, 2), (6, 4)]
 
 
 def test_grid_gate_guards_an_all_zero_map() -> None:
@@ -814,6 +841,22 @@ def test_registry_builds_each_name_as_its_class() -> None:
     )
 
 
+def test_register_attn_adds_a_buildable_block() -> None:
+    from trainables.blocks import registry
+
+    def factory(channels: int, **kwargs: object) -> nn.Module:
+        return nn.Conv2d(channels, channels, 1, **kwargs)
+
+    try:
+        assert registry.register_attn("test-only-conv")(factory) is factory
+        assert "test-only-conv" in list_attn()
+        block = create_attn("test-only-conv", 3, bias=False)
+        assert isinstance(block, nn.Conv2d) and block.in_channels == 3 and block.bias is None
+    finally:
+        registry._ATTN_REGISTRY.pop("test-only-conv", None)
+    assert "test-only-conv" not in list_attn()
+
+
 def test_residual_wrapper_math_and_repr() -> None:
     block = _randomise(SelfAttention2d(3).double())
     x = _x(1, 3, 2, 2)
@@ -845,4 +888,4 @@ def test_cbam_output_differs_from_its_parts_alone() -> None:
     out = cbam(x)
     assert not torch.allclose(out, cbam.channel(x))
     assert not torch.allclose(out, cbam.spatial(x))
-    assert math.isfinite(float(out.sum()))
+    assert torch.isfinite(out).all()
