@@ -48,7 +48,7 @@ MODULES: dict[str, list[str]] = {
     "analysis/stats.py": ["tests/test_stats.py", "tests/test_verdicts.py"],
     "analysis/verdicts.py": ["tests/test_verdicts.py"],
     "analysis/sequential.py": ["tests/test_verdicts.py", "tests/test_stats.py"],
-    "analysis/study.py": ["tests/test_report_cli.py"],
+    "analysis/study.py": ["tests/test_study.py"],
 }
 # Modules whose tests use polars: its thread pool does not survive fork(), so a worker
 # forked from mutmut's main process (which ran the tests) hangs until its CPU limit and
