@@ -190,6 +190,15 @@ def cpu() -> Iterator[torch.device]:
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def no_compile(monkeypatch) -> None:
+    """Nothing here asks for torch.compile, which would take seconds on a CPU: a call fails."""
+    def refuse(model: nn.Module) -> nn.Module:
+        raise AssertionError("torch.compile called with compile=False")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+
+
 @pytest.fixture
 def clock(monkeypatch) -> list[float]:
     """time.perf_counter reads these values in turn (two per epoch: start and end)."""
@@ -1052,6 +1061,9 @@ def test_compile_trains_and_evaluates_the_compiled_module_and_saves_the_original
 
 
 def test_peak_memory_is_reported_in_mib_on_cuda(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 3 * 2**20)
-    assert loop._peak_memory_mb(torch.device("cuda")) == 3.0
+    asked = []
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated",
+                        lambda device: asked.append(device) or 3 * 2**20)
+    assert loop._peak_memory_mb(torch.device("cuda", 1)) == 3.0
+    assert asked == [torch.device("cuda", 1)]        # the data's GPU, not the current one
     assert loop._peak_memory_mb(torch.device("cpu")) == 0.0
