@@ -580,6 +580,27 @@ def test_patience_stops_when_the_count_reaches_it_not_after(cpu):
     assert run.result.status == "early_stopped" and run.result.best_epoch == 5
 
 
+def test_patience_running_out_on_the_last_epoch_is_a_full_run(cpu):
+    run = _fit(Scripted(SCRIPT), _scripted_data(), epochs=4, batch_size=4, patience=2)
+    assert run.states[-1]["bad_epochs"] == 2            # patience is spent at epoch 4 of 4
+    assert (run.result.status, run.result.stopped_by, run.result.epochs_run) == ("ok", None, 4)
+    assert (run.rows[-1]["status"], run.rows[-1]["stopped_by"]) == ("ok", None)
+
+
+def test_a_trial_patience_stopped_stays_stopped_when_resumed(cpu):
+    stopped = _fit(Scripted(SCRIPT), _scripted_data(), epochs=10, batch_size=4, patience=2)
+    assert (stopped.result.status, stopped.result.epochs_run) == ("early_stopped", 4)
+    again = _fit(Scripted(SCRIPT), _scripted_data(), epochs=10, batch_size=4, patience=2,
+                 resume=stopped.states[-1])
+    assert again.rows == []
+    assert (again.result.status, again.result.stopped_by, again.result.epochs_run,
+            again.result.best_epoch) == ("early_stopped", "patience", 4, 2)
+    # More patience than it ran with continues it: epoch 5 is the best of all.
+    longer = _fit(Scripted(SCRIPT), _scripted_data(), epochs=10, batch_size=4, patience=3,
+                  resume=stopped.states[-1])
+    assert longer.rows[0]["epoch"] == 5 and longer.result.best_epoch == 5
+
+
 def test_a_tie_keeps_the_earlier_epoch(cpu):
     tied = [_scripted_logits(2, 0.5), _scripted_logits(2, 0.2)]     # same accuracy
     run = _fit(Scripted(tied), _scripted_data(), epochs=2, batch_size=4)

@@ -247,6 +247,11 @@ def fit(
             torch.cuda.set_rng_state(resume["cuda_rng"], device)
         start_epoch, best, bad_epochs = resume["epoch"], resume["best"], resume["bad_epochs"]
         best_state, train_time = resume["best_state"], resume["train_time_s"]
+        if cfg.patience is not None and bad_epochs >= cfg.patience and start_epoch < cfg.epochs:
+            # The checkpoint of a trial patience stopped: it stays stopped (a larger
+            # train.patience than it ran with would continue it).
+            return _result("early_stopped", start_epoch, best, None, train_time, "patience",
+                           None, params)
 
     for epoch in range(start_epoch, cfg.epochs):
         lr = cfg.lr * lr_factor(epoch, cfg)
@@ -331,8 +336,11 @@ def fit(
         else:
             bad_epochs += 1
 
-        out_of_patience = cfg.patience is not None and bad_epochs >= cfg.patience
-        finished = out_of_patience or epoch + 1 == cfg.epochs
+        # Patience running out on the last epoch stops nothing: the trial ran its budget.
+        last_epoch = epoch + 1 == cfg.epochs
+        out_of_patience = (cfg.patience is not None and bad_epochs >= cfg.patience
+                           and not last_epoch)
+        finished = out_of_patience or last_epoch
         row.update(_best_fields(best))
         row["status"] = "running"
         test = None
