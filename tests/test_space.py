@@ -25,6 +25,8 @@ from orchestrator.space import (
 )
 from search_spaces import load_experiment
 from search_spaces.registry import UnknownPresetError
+from trainables.config import ConfigError
+from trainables.trial_setup import parse_trial
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +170,11 @@ def test_a_domain_override_is_tuned_and_a_plain_value_fixes_a_tuned_key(mnist):
     assert "grad_clip" not in space["train"] and keys == ("model.attention",)
 
 
+def test_a_malformed_domain_names_its_key(mnist):
+    with pytest.raises(UserError, match=r"^--set train\.lr=loguniform\(0, 1e-3\): .*positive"):
+        _apply(mnist, "train.lr=loguniform(0, 1e-3)", tuned={})
+
+
 @pytest.mark.parametrize("override", ["model.attention=choice(['se', 'cbam'])",
                                       "variant=choice(['baseline', 'mha'])"])
 def test_a_grid_axis_cannot_be_tuned(mnist, named, override):
@@ -226,9 +233,12 @@ def test_validation_errors_name_every_override_given(mnist):
     assert str(err.value).endswith(" (from --set train.lr=0.01 --set train.epochs=ten)")
     config = next(iter(concrete_configs(mnist.param_space)))
     config["train"]["epochs"] = "ten"
+    with pytest.raises(ConfigError) as parsed:
+        parse_trial(config)
     with pytest.raises(UserError) as err:  # a preset's own mistake: no --set to blame
         validate_config(config, [])
-    assert "train.epochs='ten' has the wrong type" in str(err.value) and "--set" not in str(err.value)
+    assert str(err.value) == str(parsed.value)
+    assert str(err.value).startswith("train.epochs='ten' has the wrong type")
 
 
 @pytest.mark.parametrize(("section", "message"), [("data", "data.name is missing"),
