@@ -421,3 +421,142 @@ def test_sign_flip_is_exact_up_to_sixteen_pairs_and_seeded_beyond():
     # several chunks of random flips (100,000 per chunk at n = 20) add up
     assert sign_flip_test(d, resamples=250_000, seed=3) == pytest.approx(exact, abs=0.003)
     assert sign_flip_test(d, resamples=2000) == sign_flip_test(d, resamples=2000)
+
+
+# --------------------------------------------------------------------------- edges found by mutation
+
+
+def test_float32_metrics_are_computed_in_float64():
+    # A tensor's .numpy() is float32; its mean in float32 is 3.6e-8 off the float64 one.
+    x32 = np.float32([0.912, 0.905, 0.921, 0.899, 0.915])
+    x64 = x32.astype(np.float64)
+    e = estimate(x32)
+    assert e.mean == pytest.approx(math.fsum(x64) / 5, abs=1e-15)
+    assert e.std == pytest.approx(st.tstd(x64), rel=1e-12)
+
+
+def test_no_numbers_warn_nothing():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert estimate([]).n == 0 and math.isnan(estimate([0.9]).std)
+        assert math.isnan(estimate([None]).mean)
+
+
+def test_estimate_passes_its_seed_to_the_bootstrap():
+    x = [0.81, 0.84, 0.80, 0.86, 0.83, 0.79, 0.85, 0.82, 0.88, 0.78, 0.87, 0.805]
+    intervals = {seed: estimate(x, interval="bca", seed=seed) for seed in (0, 1, 2)}
+    assert len({(e.ci_low, e.ci_high) for e in intervals.values()}) == 3
+    for seed, e in intervals.items():
+        assert (e.ci_low, e.ci_high) == bootstrap_ci(x, seed=seed)
+
+
+def test_bootstrap_falls_back_to_the_percentile_interval_where_bca_is_undefined():
+    # The max of [0, 1, 1] has the same value on every jackknife sample, so BCa's
+    # acceleration is 0/0. Percentile, by hand: the bootstrap max is 0 only when all three
+    # draws are the 0 (1/27 = 3.7% > 2.5%), so the 95% interval is (0, 1); for [0, 1, 1, 1]
+    # that chance is 1/256 = 0.4% < 2.5%, so both ends are 1.
+    assert bootstrap_ci([0.0, 1.0, 1.0], statistic=np.max) == (0.0, 1.0)
+    assert bootstrap_ci([0.0, 1.0, 1.0, 1.0], statistic=np.max) == (1.0, 1.0)
+
+
+def test_paired_t_test_does_not_depend_on_the_units():
+    d = np.array([1.0, 2.0, 3.0])
+    expected = st.ttest_1samp(d, 0).pvalue
+    for scale in (1e-13, 1.0, 1e13):   # spread below 1e-12 in absolute terms is still spread
+        assert paired_t_test(d * scale) == pytest.approx(expected)
+
+
+def test_tost_at_exactly_the_margin_is_not_equivalent():
+    # The nulls are mean <= -margin and mean >= +margin: a difference of exactly the margin
+    # belongs to them.
+    assert tost([0.005, 0.005], 0.005) == 1.0 and tost([-0.005, -0.005], 0.005) == 1.0
+    assert tost([0.0049, 0.0049], 0.005) == 0.0
+
+
+def test_detectable_effect_in_any_units():
+    from statsmodels.stats.power import TTestPower
+
+    d = TTestPower().solve_power(nobs=6, alpha=0.05, power=0.8)
+    for sd in (10.0, 250.0):            # seconds of training time, not accuracy
+        assert detectable_effect(sd, 6) == pytest.approx(d * sd, rel=1e-4)
+
+
+def test_seeds_needed_stops_at_a_thousand_by_default():
+    from statsmodels.stats.power import TTestPower
+
+    # d = 0.08865 needs 1000.65 pairs, i.e. 1001.
+    assert math.ceil(TTestPower().solve_power(effect_size=0.08865, alpha=0.05,
+                                              power=0.8)) == 1001
+    assert seeds_needed(1.0, 0.08865, max_seeds=2000) == 1001
+    assert seeds_needed(1.0, 0.08865) is None
+    assert seeds_needed(1.0, math.inf) is None and seeds_needed(1.0, math.nan) is None
+
+
+def test_fisher_is_nan_when_either_arm_has_no_runs():
+    assert math.isnan(failure_rate_test(1, 3, 0, 0))
+    assert math.isnan(failure_rate_test(0, 0, 0, 0))
+
+
+def test_sign_flip_equal_differences_and_units():
+    assert sign_flip_test([1.0, 1.0, 1.0]) == 0.25        # all one sign: 2 / 2**3
+    assert sign_flip_test([2.0] * 6) == pytest.approx(2 / 2**6)
+    # The tie tolerance is relative: tiny differences are not all ties.
+    assert sign_flip_test([1e-6, 2e-6, 3e-6]) == 0.25
+    assert sign_flip_test([1e-6, 2e-6, -3e-6]) == 1.0
+
+
+def test_sign_flip_monte_carlo_edges():
+    # Mean zero: every random flip is as extreme as the data, so p = (R + 1) / (R + 1).
+    assert sign_flip_test([1.0, -1.0] * 10, resamples=1000) == 1.0
+    # The default is 100,000 random flips: no flip reaches a huge effect, p = 1 / 100,001.
+    assert sign_flip_test(np.arange(1.0, 21.0)) == pytest.approx(1 / 100_001)
+
+
+def test_wilcoxon_equal_differences_are_ranked_not_called_zero():
+    # Three tied ranks, all positive: the permutation null has 2 of 8 as extreme.
+    assert wilcoxon_test([1.0, 1.0, 1.0]) == pytest.approx(0.25)
+
+
+def test_min_attainable_p_names_the_tests():
+    with pytest.raises(ValueError, match="test must be sign_flip or wilcoxon, got 't'"):
+        min_attainable_p(3, "t")
+
+
+def test_aso_epsilon_by_hand_at_confidence_one_half():
+    # At confidence 0.5 the bound adds z = 0 bootstrap spreads: the violation ratio itself.
+    # a = (0, 3) against b = (1, 1): A's quantile is 0 up to t = 1/2 (below B by 1, squared
+    # 1) and 3 above (above by 2, squared 4): eps = 500 * 1 / (500 * 1 + 500 * 4) = 0.2.
+    assert aso_epsilon([0.0, 3.0], [1.0, 1.0], confidence=0.5) == pytest.approx(0.2)
+    # The same on an accuracy scale, where the squared distances sum to far less than 1.
+    assert aso_epsilon([0.0, 0.003], [0.001, 0.001], confidence=0.5) == pytest.approx(0.2)
+    # n = 3: the quantile function steps at t = 1/3 and 2/3; 0.5 until 2/3 (667 of the 1000
+    # midpoints), 0.9 above; every squared gap is 0.04: eps = 667 / 1000.
+    assert aso_epsilon([0.5, 0.5, 0.9], [0.7, 0.7, 0.7], confidence=0.5) == pytest.approx(0.667)
+    # Identical distributions: 0.5 by convention (W2 = 0), with no spread to add.
+    assert aso_epsilon([1.0, 1.0], [1.0, 1.0]) == 0.5
+    x = [0.81, 0.84, 0.80, 0.86, 0.83]
+    assert aso_epsilon(x, x, confidence=0.5) == 0.5
+    # A bound below 0 (confidence < 0.5, z < 0) is clipped to 0.
+    assert aso_epsilon([0.0, 3.0], [1.0, 1.0], confidence=0.05) == 0.0
+
+
+def test_aso_bootstrap_spread_by_enumeration():
+    # Resampling a = (0, 3) gives (0, 0) with probability 1/4 (eps 1), a mixed pair with 1/2
+    # (eps 0.2) and (3, 3) with 1/4 (eps 0): sd sqrt(0.27 - 0.35**2) = 0.384, and the bound
+    # is 0.2 + 1.645 * 0.384 = 0.832 (1000 resamples estimate the sd to about 0.012).
+    sd = math.sqrt(0.27 - 0.35**2)
+    assert aso_epsilon([0.0, 3.0], [1.0, 1.0]) == pytest.approx(
+        0.2 + st.norm.ppf(0.95) * sd, abs=0.05)
+    # B resampled the same way: eps 0.8 for the data, 0 / 0.8 / 1 for (0,0) / mixed / (3,3).
+    assert aso_epsilon([1.0, 1.0], [0.0, 3.0], confidence=0.6) == pytest.approx(
+        0.8 + st.norm.ppf(0.6) * sd, abs=0.01)
+
+
+def test_aso_is_seeded_and_reads_near_dominance():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.9, 0.01, 20), rng.normal(0.885, 0.01, 20)
+    assert aso_epsilon(a, b) == aso_epsilon(a, b)
+    assert aso_epsilon(a, b) != aso_epsilon(a, b, seed=1)
+    assert 0.0 < aso_epsilon(a, b) < 0.5 < aso_epsilon(b, a)
