@@ -266,7 +266,10 @@ def test_wilcoxon_exact_known_answers():
     # zero, as Pratt does, gives 0.75).
     assert wilcoxon_test([0.0, 1.0, 2.0, 3.0, -4.0]) == pytest.approx(14 / 16)
     assert wilcoxon_test([None, 1.0, float("nan"), 2.0, 3.0]) == pytest.approx(0.25)
+    # All differences zero: nothing to rank, p = 1 (scipy raises for one such pair and
+    # returns nan for 60).
     assert wilcoxon_test([0.0, 0.0]) == 1.0
+    assert wilcoxon_test([0.0]) == 1.0 and wilcoxon_test([0.0] * 60) == 1.0
     assert math.isnan(wilcoxon_test([]))
 
 
@@ -466,6 +469,13 @@ def test_paired_t_test_does_not_depend_on_the_units():
     expected = st.ttest_1samp(d, 0).pvalue
     for scale in (1e-13, 1.0, 1e13):   # spread below 1e-12 in absolute terms is still spread
         assert paired_t_test(d * scale) == pytest.approx(expected)
+
+
+def test_float_noise_is_not_a_shift():
+    # (0.1 + 0.2) - 0.3 = 5.6e-17: eight such "gains" are rounding, not eight wins (the
+    # sign-flip p for them would be 2 / 2**8).
+    noise = (0.1 + 0.2) - 0.3
+    assert noise != 0 and paired_t_test([noise] * 8) == 1.0
 
 
 def test_tost_at_exactly_the_margin_is_not_equivalent():
