@@ -50,10 +50,11 @@ MODULES: dict[str, list[str]] = {
     "analysis/sequential.py": ["tests/test_verdicts.py", "tests/test_stats.py"],
     "analysis/study.py": ["tests/test_study.py"],
 }
-# Modules whose tests use polars: its thread pool does not survive fork(), so a worker
-# forked from mutmut's main process (which ran the tests) hangs until its CPU limit and
-# every mutant reads "timeout". These fork from a server process that never ran polars.
-FORKSERVER = {"analysis/study.py"}
+# Every module's mutants run in workers forked from a server process that never ran the
+# tests: polars' and torch's thread pools do not survive fork(), so a worker forked from
+# mutmut's main process (which did run them) can hang until its CPU limit, and mutmut
+# scores a hang "timeout", i.e. killed. Seen with polars (orchestrator/sink.py, analysis/
+# study.py: every mutant) and torch (large tensors, before OMP_NUM_THREADS=1 below).
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests",
           34: "skipped", 35: "suspicious", 36: "timeout", 24: "timeout", -24: "timeout",
           152: "timeout", 255: "timeout", 37: "type check", -11: "segfault", -9: "killed"}
@@ -95,7 +96,7 @@ def mutmut_table(module: str, tests: list[str]) -> str:
             f"source_paths = {sources}\n"
             f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
             f"also_copy = {also}\n"
-            + ('process_isolation = "forkserver"\n' if module in FORKSERVER else ""))
+            + 'process_isolation = "forkserver"\n')
 
 
 def prepare(module: str, *, fresh: bool) -> Path:
