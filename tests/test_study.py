@@ -202,8 +202,9 @@ def test_the_first_duplicate_in_arm_and_seed_order_is_named():
             for k in "yx"]
     with pytest.raises(DuplicateSeedError, match=r"for arm 'aa' seed 3 \(aa3x, aa3y\)"):
         compared_trials(_run(rows))
-    # Within an arm, the lowest seed (rows written from seed 20 down to 1).
-    rows = [_trial("aa", s, test=0.9, trial_id=f"aa{s}{k}") for s in range(20, 0, -1)
+    # Within an arm, the lowest seed (rows written from seed 60 down to 1; group_by returns
+    # groups in no set order, so an arm-only sort would name seed 1 one time in 60).
+    rows = [_trial("aa", s, test=0.9, trial_id=f"aa{s}{k}") for s in range(60, 0, -1)
             for k in "yx"]
     with pytest.raises(DuplicateSeedError, match=r"for arm 'aa' seed 1 \(aa1x, aa1y\)"):
         compared_trials(_run(rows))
