@@ -593,12 +593,22 @@ def test_a_trial_patience_stopped_stays_stopped_when_resumed(cpu):
     again = _fit(Scripted(SCRIPT), _scripted_data(), epochs=10, batch_size=4, patience=2,
                  resume=stopped.states[-1])
     assert again.rows == []
-    assert (again.result.status, again.result.stopped_by, again.result.epochs_run,
-            again.result.best_epoch) == ("early_stopped", "patience", 4, 2)
+    assert again.result == FitResult(
+        status="early_stopped", epochs_run=4, best_epoch=2, best_val_acc=0.75,
+        best_val_loss=_val(2)[0], test_acc=None, test_loss=None,
+        train_time_s=stopped.states[-1]["train_time_s"], stopped_by="patience", error=None,
+        params=2)
     # More patience than it ran with continues it: epoch 5 is the best of all.
     longer = _fit(Scripted(SCRIPT), _scripted_data(), epochs=10, batch_size=4, patience=3,
                   resume=stopped.states[-1])
     assert longer.rows[0]["epoch"] == 5 and longer.result.best_epoch == 5
+
+
+def test_a_full_run_whose_patience_ran_out_at_the_end_resumes_as_finished(cpu):
+    full = _fit(Scripted(SCRIPT), _scripted_data(), epochs=4, batch_size=4, patience=2)
+    again = _fit(Scripted(SCRIPT), _scripted_data(), epochs=4, batch_size=4, patience=2,
+                 resume=full.states[-1])
+    assert again.rows == [] and (again.result.status, again.result.stopped_by) == ("ok", None)
 
 
 def test_a_tie_keeps_the_earlier_epoch(cpu):

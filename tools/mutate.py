@@ -137,23 +137,39 @@ def mutmut(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def score(module: str, work: Path) -> Score:
-    """Counts by status from mutmut's per-file metadata, equivalents set aside."""
+    """Counts by status from mutmut's per-file metadata, equivalents set aside.
+
+    Only a surviving mutant can be equivalent: one a test kills is not, whatever the list
+    says. mutmut numbers mutants per function in order, so an edit above a listed mutant
+    shifts its number onto another mutant; a listed name that is now killed is counted as
+    killed and reported, so a stale list can never hide a real mutant from the score.
+    """
     result = Score(module)
     known = equivalents(module)
+    seen: set[str] = set()
+    killed_but_listed: list[str] = []
     for meta in sorted((work / "mutants").rglob("*.py.meta")):
         for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            seen.add(name)
             status = "not run" if code is None else STATUS.get(code, f"exit {code}")
             result.counts[status] = result.counts.get(status, 0) + 1
-            if name in known:   # out of the score either way, killed or not
+            survived = status in ("survived", "no tests", "not run", "suspicious", "skipped")
+            if name in known and survived:
                 result.equivalent.append(name)
-            elif status in ("survived", "no tests", "not run", "suspicious", "skipped"):
+            elif survived:
                 result.survivors.append(name)
             else:
                 result.killed += 1
-    stale = sorted(set(known) - set(result.equivalent))
-    if stale:
-        print(f"note: {len(stale)} listed equivalent mutant(s) no longer exist: "
-              f"{', '.join(stale[:5])}", file=sys.stderr)
+                if name in known:
+                    killed_but_listed.append(name)
+    if killed_but_listed:
+        print(f"warning: {len(killed_but_listed)} mutant(s) listed as equivalent were killed, so "
+              "the list is stale (an edit renumbered them): check each with --show and fix "
+              f"tools/equivalent_mutants.toml: {', '.join(killed_but_listed)}", file=sys.stderr)
+    gone = sorted(set(known) - seen)
+    if gone:
+        print(f"note: {len(gone)} listed equivalent mutant(s) no longer exist: "
+              f"{', '.join(gone[:5])}", file=sys.stderr)
     return result
 
 
