@@ -35,6 +35,7 @@ from orchestrator.space import (
 )
 from search_spaces.experiment import Experiment
 from trainables.data.registry import dataset_spec
+from trainables.loop import epoch_choosing_settings
 from trainables.trial_setup import parse_trial
 
 
@@ -301,10 +302,7 @@ def _no_epoch_chosen_on_test(space: dict[str, Any], overrides: tuple[str, ...]) 
     for config in concrete_configs(space):
         data = parse_data_config(config.get("data", {}))
         is_test, holdout = dataset_spec(data.name).validation(data)
-        train = parse_trial(dict(config)).train
-        chosen = [key for key, on in (("train.restore_best=true", train.restore_best),
-                                      (f"train.patience={train.patience}",
-                                       train.patience is not None)) if on]
+        chosen = epoch_choosing_settings(parse_trial(dict(config)).train)
         if not (is_test and chosen):
             continue
         fix = "set train.restore_best=false and train.patience=none"

@@ -170,6 +170,13 @@ def clip_gradients(parameters: Iterable[nn.Parameter], max_norm: float, mode: st
         p.grad.mul_((max_norm / norm.clamp(min=max_norm)).to(p.grad.dtype))
 
 
+def epoch_choosing_settings(cfg: TrainConfig) -> list[str]:
+    """The settings (as ``key=value``) with which the loop picks an epoch by validation."""
+    return [key for key, on in (("train.restore_best=true", cfg.restore_best),
+                                (f"train.patience={cfg.patience}", cfg.patience is not None))
+            if on]
+
+
 def _no_epoch_chosen_on_test(data: TrialData, cfg: TrainConfig) -> None:
     """Refuse to pick an epoch by validation when validation is the test split.
 
@@ -180,8 +187,7 @@ def _no_epoch_chosen_on_test(data: TrialData, cfg: TrainConfig) -> None:
     """
     if not data.val_is_test:
         return
-    chosen = [k for k, on in (("train.restore_best=true", cfg.restore_best),
-                              (f"train.patience={cfg.patience}", cfg.patience is not None)) if on]
+    chosen = epoch_choosing_settings(cfg)
     if chosen:
         raise ConfigError(f"{' and '.join(chosen)} would choose an epoch on the test split "
                           "(this data validates on test); set train.restore_best=false and "

@@ -13,6 +13,8 @@ channel is an error (see helpers.py), never a silent change.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -27,25 +29,9 @@ class ChannelGate(SqueezeExcite):
     width C * rd_ratio exactly (`rd_divisor=1`, see the module docstring).
     """
 
-    def __init__(
-        self,
-        channels: int,
-        rd_ratio: float = 1 / 16,
-        rd_channels: int | None = None,
-        rd_divisor: int = 1,
-        act_layer: LayerFactory = nn.ReLU,
-        gate_layer: LayerFactory = nn.Sigmoid,
-        bias: bool = True,
-    ) -> None:
-        super().__init__(
-            channels,
-            rd_ratio=rd_ratio,
-            rd_channels=rd_channels,
-            rd_divisor=rd_divisor,
-            act_layer=act_layer,
-            gate_layer=gate_layer,
-            bias=bias,
-        )
+    def __init__(self, channels: int, rd_divisor: int = 1, **se_options: Any) -> None:
+        # Only the default width rounding differs from SE; every other option is SE's own.
+        super().__init__(channels, rd_divisor=rd_divisor, **se_options)
 
     def compute_gate(self, x: torch.Tensor) -> torch.Tensor:
         avg = x.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
