@@ -6,11 +6,11 @@ from orchestrator.errors import UserError
 
 
 def load_preset(name: str):
-    from search_spaces.registry import UnknownPresetError, load_experiment
+    from search_spaces.registry import PresetFileError, UnknownPresetError, load_experiment
 
     try:
         return load_experiment(name)
-    except UnknownPresetError as err:
+    except (UnknownPresetError, PresetFileError) as err:
         raise UserError(str(err)) from None
 
 

@@ -56,15 +56,32 @@ def _synth(args: argparse.Namespace) -> int:
 
     if args.classes < 2 or args.videos < 3:
         raise UserError("--classes needs at least 2 and --videos at least 3 (train, val, test)")
-    if args.dataset == "hmdb51":
-        synth.write_hmdb51(args.out, classes=args.classes, videos_per_class=args.videos,
-                           seed=args.seed)
-    else:
-        synth.write_wlasl(args.out, glosses=args.classes, videos_per_gloss=args.videos,
-                          seed=args.seed)
+    try:
+        # Created first, so a path that cannot exist fails before any video is encoded.
+        args.out.mkdir(parents=True, exist_ok=True)
+        if args.dataset == "hmdb51":
+            synth.write_hmdb51(args.out, classes=args.classes, videos_per_class=args.videos,
+                               seed=args.seed)
+        else:
+            synth.write_wlasl(args.out, glosses=args.classes, videos_per_gloss=args.videos,
+                              seed=args.seed)
+    except OSError as err:
+        raise UserError(_cannot_write(args.out, err)) from None
     print(f"wrote a synthetic {args.dataset} dataset to {args.out}")
     print(f"use it with: --data-root {args.out}")
     return 0
+
+
+def _cannot_write(out: Path, err: OSError) -> str:
+    """One line: the path the OS refused (``out`` or a file in it) and the OS's reason."""
+    reason = err.strerror or (str(err).splitlines() or [type(err).__name__])[0]
+    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        reason += f" ({blocker} is a file, not a directory)"
+    elif err.filename and Path(err.filename) != out:
+        reason += f" (writing {err.filename})"
+    return (f"cannot write the synthetic dataset to --out {out}: {reason}; pass --out "
+            "a directory that can be created and written")
 
 
 def _check(args: argparse.Namespace) -> int:

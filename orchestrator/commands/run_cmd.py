@@ -35,15 +35,22 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from orchestrator.plan import make_plan
-    from orchestrator.runner import RunTarget, execute, latest_run, new_run_id, normalise_storage
+    from orchestrator.run_index import latest_started_run
+    from orchestrator.runner import RunTarget, execute, new_run_id, normalise_storage
 
     exp = load_preset(args.preset)
     storage = normalise_storage(args.storage)
     if args.resume:
-        run_id = args.name or latest_run(storage, exp.name)
+        run_id = args.name
         if run_id is None:
-            raise UserError(f"--resume: no runs of {exp.name} under {storage}; "
-                            "start one with `run` first, or check --storage")
+            latest = latest_started_run(storage, exp.name)
+            if latest is None:
+                raise UserError(f"--resume: no runs of {exp.name} under {storage}; "
+                                "start one with `run` first, or check --storage")
+            run_id = latest.run_id
+            if verbosity(args):
+                print(f"resuming run {run_id} ({latest.describe()}), the latest of {exp.name}",
+                      flush=True)
     else:
         run_id = args.name or new_run_id()
     target = RunTarget(storage=storage, preset=exp.name, run_id=run_id)
