@@ -699,8 +699,9 @@ def test_the_checkpoint_holds_everything_a_resume_needs(cpu):
     for epoch, state in enumerate(run.states, start=1):
         assert set(state) == {"version", "model", "optimizer", "scaler", "generator",
                               "torch_rng", "cuda_rng", "epoch", "best", "best_state",
-                              "bad_epochs", "train_time_s"}
-        assert state["version"] == CHECKPOINT_VERSION == 1
+                              "bad_epochs", "train_time_s", "frozen_keys", "frozen_sha256"}
+        assert state["version"] == CHECKPOINT_VERSION == 2
+        assert state["frozen_keys"] == [] and state["frozen_sha256"] is None
         assert state["epoch"] == epoch
         assert state["optimizer"]["state"][0]["step"].item() == epoch   # Adam: a step an epoch
         assert state["scaler"] == {} and state["cuda_rng"] is None
@@ -766,10 +767,10 @@ def test_resuming_a_finished_trial_trains_no_more(cpu):
 
 def test_a_checkpoint_of_another_version_is_refused(cpu):
     state = _fit(_linear(), _splits(), epochs=1, batch_size=16).states[0]
-    with pytest.raises(ValueError, match=r"^checkpoint version 0 is not 1$"):
-        _fit(_linear(), _splits(), epochs=2, batch_size=16, resume={**state, "version": 0})
+    with pytest.raises(ValueError, match=r"^checkpoint version 1 is not 2$"):
+        _fit(_linear(), _splits(), epochs=2, batch_size=16, resume={**state, "version": 1})
     del state["version"]
-    with pytest.raises(ValueError, match=r"^checkpoint version None is not 1$"):
+    with pytest.raises(ValueError, match=r"^checkpoint version None is not 2$"):
         _fit(_linear(), _splits(), epochs=2, batch_size=16, resume=state)
 
 
@@ -780,6 +781,272 @@ def test_a_gpu_checkpoint_resumed_on_a_cpu_leaves_cuda_alone(cpu, monkeypatch):
     run = _fit(_linear(), _splits(), epochs=2, batch_size=16,
                resume={**state, "cuda_rng": torch.zeros(16, dtype=torch.uint8)})
     assert touched == [] and [r["epoch"] for r in run.rows] == [2]
+
+
+# ---- checkpoint cadence ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def wall(monkeypatch) -> list[float]:
+    """The loop's wall clock for the checkpoint cadence reads these values in turn: one when
+    fit starts, then two per epoch (its start, and after validation)."""
+    ticks: list[float] = []
+
+    def fake() -> float:
+        return ticks.pop(0)
+
+    monkeypatch.setattr(loop, "_wall_clock", fake)
+    return ticks
+
+
+def _due(epoch: int, wall_s: float = 1.0, since_s: float = 1.0, **train) -> bool:
+    return loop.checkpoint_due(epoch, TrainConfig(**train), epoch_wall_s=wall_s,
+                               since_last_s=since_s)
+
+
+def test_checkpoint_every_n_counts_epochs_from_the_start_of_the_trial():
+    assert [e for e in range(1, 10) if _due(e, checkpoint_every=3)] == [3, 6, 9]
+    assert [e for e in range(1, 5) if _due(e, checkpoint_every=1)] == [1, 2, 3, 4]
+    # A fixed cadence ignores time, however long or short the epochs.
+    assert not _due(1, wall_s=10_000.0, since_s=10_000.0, checkpoint_every=2)
+    assert _due(2, wall_s=0.0, since_s=0.0, checkpoint_every=2)
+
+
+def test_automatic_cadence_is_every_short_epoch_else_every_ten_minutes():
+    assert loop.AUTO_EVERY_EPOCH_UNDER_S == 60.0 and loop.AUTO_INTERVAL_S == 600.0
+    for auto in ({}, {"checkpoint_every": None}, {"checkpoint_every": 0}):
+        assert _due(7, wall_s=59.9, since_s=0.0, **auto)
+        assert not _due(7, wall_s=60.0, since_s=599.9, **auto)
+        assert _due(7, wall_s=60.0, since_s=600.0, **auto)
+        assert _due(7, wall_s=3000.0, since_s=3000.0, **auto)
+
+
+def test_checkpoint_at_epochs_always_checkpoint():
+    at = {"checkpoint_at": (2, 5)}
+    assert [e for e in range(1, 8) if _due(e, checkpoint_every=3, **at)] == [2, 3, 5, 6]
+    assert [e for e in range(1, 8) if _due(e, wall_s=120.0, since_s=1.0, **at)] == [2, 5]
+
+
+def test_checkpoint_every_two_reports_rows_without_checkpoints_between(cpu):
+    run = _fit(_linear(), _splits(), epochs=5, batch_size=16, checkpoint_every=2)
+    assert [r["epoch"] for r in run.rows] == [1, 2, 3, 4, 5]
+    # Epochs 2 and 4 by the cadence; 5 because the trial ends there.
+    assert [s and s["epoch"] for s in run.states] == [None, 2, None, 4, 5]
+    assert run.rng_matched == [True, True, True]
+    stopped = _fit(Scripted(SCRIPT), _scripted_data(), epochs=20, batch_size=4, patience=3,
+                   checkpoint_every=5)
+    assert stopped.result.status == "early_stopped" and stopped.result.epochs_run == 8
+    assert [s and s["epoch"] for s in stopped.states] == [None] * 4 + [5, None, None, 8]
+    assert stopped.states[-1]["bad_epochs"] == 3
+
+
+def test_automatic_cadence_follows_the_measured_epoch_wall_time(cpu, wall):
+    # Fit starts at 0. Epochs of 30 s checkpoint each; then epochs of 4 minutes checkpoint
+    # once 600 s have passed since the last (at 60): at epoch 5's end (780, not 540 or
+    # 1020); epoch 7 ends the trial.
+    wall.extend([0.0, 0.0, 30.0, 30.0, 60.0, 60.0, 300.0, 300.0, 540.0, 540.0, 780.0,
+                 780.0, 1020.0, 1020.0, 1260.0])
+    run = _fit(_linear(), _splits(), epochs=7, batch_size=16)
+    assert not wall
+    assert [s and s["epoch"] for s in run.states] == [1, 2, None, None, 5, None, 7]
+    # The clock restarts at a resume: 9 minutes since then is not yet 10.
+    wall.extend([0.0, 0.0, 270.0, 270.0, 540.0, 540.0, 600.0])
+    resumed = _fit(_linear(), _splits(), epochs=8, batch_size=16, resume=run.states[4])
+    assert [s and s["epoch"] for s in resumed.states] == [None, None, 8]
+
+
+def test_resume_from_an_epoch_two_checkpoint_repeats_the_uninterrupted_run(cpu, clock):
+    data = _splits(n_train=32)
+    train = {"epochs": 5, "batch_size": 8, "optimizer": "adam", "lr": 0.05,
+             "checkpoint_every": 2}
+    clock.extend([0.0, 1.0, 1.0, 3.0, 3.0, 6.0, 6.0, 10.0, 10.0, 15.0])
+    full = _fit(Dropped(0), data, seed=5, **train)
+    state = full.states[1]
+    assert state["epoch"] == 2 and full.states[2] is None
+    torch.manual_seed(99)                     # other global draws: only the checkpoint decides
+    clock.extend([3.0, 6.0, 6.0, 10.0, 10.0, 15.0])
+    resumed = _fit(Dropped(1), data, seed=6, resume=state, **train)
+    assert resumed.rows == full.rows[2:]
+    assert resumed.result == full.result
+    assert [s and s["epoch"] for s in resumed.states] == [None, 4, 5]
+    for mine, theirs in zip(resumed.states[1:], full.states[3:], strict=True):
+        assert all(torch.equal(mine["model"][k], theirs["model"][k]) for k in mine["model"])
+        assert all(torch.equal(mine["best_state"][k], theirs["best_state"][k])
+                   for k in mine["best_state"])
+        assert mine["optimizer"]["state"][0]["step"] == theirs["optimizer"]["state"][0]["step"]
+
+
+# ---- frozen state -----------------------------------------------------------------------------
+
+
+class FrozenFront(nn.Module):
+    """A frozen linear + BatchNorm "backbone" (in eval mode while the model trains, unless
+    ``follow_train``) before a trainable head with dropout."""
+
+    def __init__(self, seed: int, follow_train: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.backbone = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6))
+        self.backbone.requires_grad_(False)
+        self.head = nn.Sequential(nn.ReLU(), nn.Dropout(0.5), nn.Linear(6, 2))
+        self.follow_train = follow_train
+
+    def train(self, mode: bool = True) -> FrozenFront:
+        super().train(mode)
+        if not self.follow_train:
+            self.backbone.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+BACKBONE_PARAMS = ["backbone.0.bias", "backbone.0.weight", "backbone.1.bias", "backbone.1.weight"]
+BN_BUFFERS = ["backbone.1.num_batches_tracked", "backbone.1.running_mean",
+              "backbone.1.running_var"]
+
+
+def test_frozen_parameters_and_the_buffers_of_frozen_eval_modules_are_left_out(cpu):
+    model = FrozenFront(0)
+    assert loop.frozen_state_keys(model) == frozenset(BACKBONE_PARAMS + BN_BUFFERS)
+    assert model.training and model.backbone.training is False       # modes left as found
+    model.eval()
+    assert loop.frozen_state_keys(model) == frozenset(BACKBONE_PARAMS + BN_BUFFERS)
+    assert not model.training and not model.head.training
+    # A frozen BatchNorm that follows train() updates its statistics: they stay in.
+    assert loop.frozen_state_keys(FrozenFront(0, follow_train=True)) == frozenset(BACKBONE_PARAMS)
+    # A module with a trainable parameter keeps its buffers even in eval mode; one without
+    # parameters keeps them too; nothing is frozen in a model that trains everything.
+    partly = FrozenFront(0)
+    partly.backbone[1].bias.requires_grad_(True)
+    assert loop.frozen_state_keys(partly) == frozenset(
+        ["backbone.0.bias", "backbone.0.weight", "backbone.1.weight"])
+    bare = nn.BatchNorm1d(3, affine=False).eval()
+    bare.train = lambda mode=True: bare    # stays in eval mode, but has no parameters
+    assert loop.frozen_state_keys(bare) == frozenset()
+    assert loop.frozen_state_keys(Scripted(SCRIPT)) == frozenset()
+    # A shared frozen module appears under each name the state dict gives it.
+    shared = nn.Linear(2, 2).requires_grad_(False)
+    twice = nn.ModuleDict({"a": shared, "b": shared, "c": nn.Linear(2, 2)})
+    assert loop.frozen_state_keys(twice) == frozenset(["a.weight", "a.bias", "b.weight", "b.bias"])
+
+
+def test_checkpoints_hold_only_what_training_changes(cpu):
+    run = _fit(FrozenFront(0), _splits(), epochs=3, batch_size=16)
+    trainable = ["head.2.bias", "head.2.weight"]
+    for state in run.states:
+        assert sorted(state["model"]) == trainable and sorted(state["best_state"]) == trainable
+        assert state["frozen_keys"] == sorted(BACKBONE_PARAMS + BN_BUFFERS)
+        assert state["frozen_sha256"] == loop.frozen_fingerprint(
+            FrozenFront(0), frozenset(BACKBONE_PARAMS + BN_BUFFERS))
+        # Module versions travel as in a full state dict (BatchNorm reads them on load).
+        assert state["model"]._metadata == FrozenFront(0).state_dict()._metadata
+    # BN statistics that follow train() change, so they are saved (and the fingerprint
+    # covers only the frozen parameters).
+    moving = _fit(FrozenFront(0, follow_train=True), _splits(), epochs=1, batch_size=16)
+    assert sorted(moving.states[0]["model"]) == sorted(BN_BUFFERS + trainable)
+    assert moving.states[0]["model"]["backbone.1.num_batches_tracked"].item() == 2
+
+
+def test_a_frozen_backbone_trial_resumes_exactly_from_a_rebuilt_model(cpu, clock):
+    data = _splits(n_train=32)
+    train = {"epochs": 4, "batch_size": 8, "optimizer": "adam", "lr": 0.05}
+    clock.extend([0.0, 1.0, 1.0, 3.0, 3.0, 6.0, 6.0, 10.0])
+    full = _fit(FrozenFront(0), data, seed=5, **train)
+    torch.manual_seed(99)
+    clock.extend([1.0, 3.0, 3.0, 6.0, 6.0, 10.0])
+    resumed = _fit(FrozenFront(0), data, seed=6, resume=full.states[0], **train)
+    assert resumed.rows == full.rows[1:] and resumed.result == full.result
+    final, again = full.states[-1], resumed.states[-1]
+    assert all(torch.equal(final["model"][k], again["model"][k]) for k in final["model"])
+    # The restored best weights were tested: equal test numbers to the uninterrupted run.
+    assert resumed.rows[-1]["test_acc"] == full.rows[-1]["test_acc"]
+
+
+def test_a_rebuilt_model_with_other_frozen_weights_cannot_resume(cpu):
+    state = _fit(FrozenFront(0), _splits(), epochs=1, batch_size=16).states[0]
+    with pytest.raises(ValueError, match=r"^the rebuilt model's frozen weights are not those "
+                                         r"the checkpoint trained with: a resumed trial"):
+        _fit(FrozenFront(1), _splits(), epochs=2, batch_size=16, resume=state)
+    # Another set of frozen keys changes the fingerprint too, with equal values.
+    partly = FrozenFront(0)
+    partly.backbone[1].bias.requires_grad_(True)
+    with pytest.raises(ValueError, match=r"^the rebuilt model's frozen weights"):
+        _fit(partly, _splits(), epochs=2, batch_size=16, resume=state)
+
+
+def test_a_checkpoint_missing_more_than_the_frozen_keys_is_refused(cpu):
+    state = _fit(FrozenFront(0), _splits(), epochs=1, batch_size=16).states[0]
+    del state["model"]["head.2.bias"]
+    with pytest.raises(ValueError, match=r"^the checkpoint does not fit the model \(missing and "
+                                         r"not frozen: head.2.bias\)$"):
+        _fit(FrozenFront(0), _splits(), epochs=2, batch_size=16, resume=state)
+    model = FrozenFront(0)
+    frozen = loop.frozen_state_keys(model)
+    full = model.state_dict()
+    with pytest.raises(ValueError, match=r"^the checkpoint does not fit the model \(frozen but "
+                                         r"saved: backbone.0.bias, backbone.0.weight, "
+                                         r"backbone.1.bias \(\+4 more\); not in the model: "
+                                         r"extra\)$"):
+        loop.load_trainable_state(model, {**full, "extra": torch.zeros(1)}, frozen)
+    with pytest.raises(ValueError, match=r"\(frozen but saved: backbone.1.weight\)$"):
+        loop.load_trainable_state(
+            model, {k: v for k, v in full.items() if k in ("backbone.1.weight", "head.2.bias",
+                                                             "head.2.weight")}, frozen)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loop.load_trainable_state(model, {"head.2.weight": torch.ones(2, 6),
+                                      "head.2.bias": torch.ones(2)}, frozen)
+    assert torch.equal(model.head[2].weight, torch.ones(2, 6))
+    assert all(torch.equal(model.state_dict()[k], before[k]) for k in frozen)
+
+
+class Drifting(FrozenFront):
+    """Breaks the promise: a frozen weight changes in every training forward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            with torch.no_grad():
+                self.backbone[0].bias += 1
+        return super().forward(x)
+
+
+def test_frozen_state_that_changes_in_training_fails_loudly_at_the_checkpoint(cpu):
+    with pytest.raises(RuntimeError, match=r"^frozen state changed during training \(a frozen "
+                                           r"parameter, or a buffer of a frozen module in eval "
+                                           r"mode\): checkpoints"):
+        _fit(Drifting(0), _splits(), epochs=2, batch_size=16)
+    # Between checkpoints nothing is checked: the rows of epoch 1 went out first.
+    rows = []
+    with pytest.raises(RuntimeError):
+        fit(Drifting(0), _splits(), TrainConfig(epochs=3, batch_size=16, checkpoint_every=2),
+            report=lambda row, state: rows.append(row["epoch"]), generator=seed_everything(0))
+    assert rows == [1]
+
+
+def test_fingerprints_tell_dtype_shape_names_and_values_apart():
+    base = nn.Linear(3, 2)
+    keys = frozenset(["weight", "bias"])
+    print_ = loop.frozen_fingerprint(base, keys)
+    assert print_ == loop.frozen_fingerprint(copy.deepcopy(base), keys)
+    assert len(print_) == 64 and loop.frozen_fingerprint(base, frozenset()) is None
+    other = copy.deepcopy(base)
+    with torch.no_grad():
+        other.bias[1] += 1e-6
+    assert loop.frozen_fingerprint(other, keys) != print_
+    assert loop.frozen_fingerprint(copy.deepcopy(base).double(), keys) != print_
+    assert loop.frozen_fingerprint(base, frozenset(["weight"])) != print_
+    # Same bytes under another name or shape differ as well.
+    a, b = nn.Module(), nn.Module()
+    a.register_buffer("x", torch.arange(6.0))
+    b.register_buffer("y", torch.arange(6.0))
+    assert loop.frozen_fingerprint(a, frozenset("x")) != loop.frozen_fingerprint(b, frozenset("y"))
+    b.register_buffer("x", torch.arange(6.0).reshape(2, 3))
+    assert loop.frozen_fingerprint(a, frozenset("x")) != loop.frozen_fingerprint(b, frozenset("x"))
+    c = nn.Module()
+    # The same values in another memory layout (channels_last, say) are the same state.
+    c.register_buffer("x", torch.arange(6.0).reshape(2, 3).t().contiguous().t())
+    assert not c.x.is_contiguous()
+    assert loop.frozen_fingerprint(c, frozenset("x")) == loop.frozen_fingerprint(b, frozenset("x"))
 
 
 # ---- divergence ---------------------------------------------------------------------------

@@ -55,6 +55,13 @@ class TrainConfig:
     divergence_check_every: int = 25  # steps between device syncs that look for a non-finite loss
     channels_last: bool = False
     compile: bool = False            # torch.compile the model
+    # Epochs between checkpoints; none or 0: automatic (every epoch while an epoch takes
+    # under a minute, else one at least 10 minutes after the last). The last epoch (finished
+    # or stopped on patience) always checkpoints; a diverged trial never does.
+    checkpoint_every: int | None = None
+    # Epochs that always checkpoint whatever the cadence: where a scheduler may pause the
+    # trial (the halving rungs), since a paused trial restarts from its last checkpoint.
+    checkpoint_at: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         """Refuse values the loop, torch or Ray would fail on later, deep in a trial."""
@@ -65,6 +72,8 @@ class TrainConfig:
             if getattr(self, key) is not None:
                 _at_least(f"train.{key}", getattr(self, key), 1, "or none")
         _at_least("train.warmup_epochs", self.warmup_epochs, 0)
+        if self.checkpoint_every is not None:
+            _at_least("train.checkpoint_every", self.checkpoint_every, 0, "or none (0: automatic)")
         for key in ("weight_decay", "eps"):
             _at_least(f"train.{key}", getattr(self, key), 0.0)
         for key, value in (("lr", self.lr), ("gamma", self.gamma), ("grad_clip", self.grad_clip)):
@@ -79,6 +88,8 @@ class TrainConfig:
                 set(self.milestones)):
             raise ConfigError(f"train.milestones={list(self.milestones)} must be increasing "
                               "epochs >= 1")
+        if any(e < 1 for e in self.checkpoint_at):
+            raise ConfigError(f"train.checkpoint_at={list(self.checkpoint_at)} must be epochs >= 1")
 
 
 def _at_least(key: str, value: float, low: float, extra: str = "") -> None:

@@ -4,11 +4,20 @@ Read it top to bottom: build optimizer and schedule, maybe resume, then for each
 the LR, train, check for divergence, validate, track the best weights, checkpoint and
 report. The last report of a trial carries its outcome (status, stopped_by, test metrics of
 the best weights), so the caller needs no second channel to learn how a trial ended.
+
+Checkpoints are sized to the job: an epoch reports one when ``train.checkpoint_every`` says
+so (automatic by default: every epoch while epochs are short, else every ten minutes), and
+the last epoch always does. They hold what the trial changes and nothing it cannot:
+frozen parameters (and the buffers of frozen modules kept in eval mode) come back from the
+rebuilt model on resume, checked against a fingerprint. The best weights sit in the
+checkpoint as ``best_state``; a caller with somewhere better to keep them (the Ray adapter
+writes them once per improvement beside the trial's artifacts) swaps them out there.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -25,7 +34,15 @@ from trainables.data.batches import Split, TrialData
 # report(metrics, checkpoint_state): checkpoint_state is a dict to persist, or None.
 Reporter = Callable[[dict[str, Any], dict[str, Any] | None], None]
 
-CHECKPOINT_VERSION = 1
+# 2: frozen state left out (frozen_keys, frozen_sha256); checkpoints not every epoch.
+CHECKPOINT_VERSION = 2
+
+# Automatic cadence (train.checkpoint_every none or 0): every epoch while an epoch takes
+# less than AUTO_EVERY_EPOCH_UNDER_S, else once AUTO_INTERVAL_S have passed since the last.
+AUTO_EVERY_EPOCH_UNDER_S = 60.0
+AUTO_INTERVAL_S = 600.0
+# Wall time for the cadence (epoch_time_s in the rows uses time.perf_counter).
+_wall_clock = time.monotonic
 
 
 @dataclass
@@ -195,6 +212,82 @@ def _no_epoch_chosen_on_test(data: TrialData, cfg: TrainConfig) -> None:
                           "data.val_fraction=0.1)")
 
 
+def checkpoint_due(epoch: int, cfg: TrainConfig, *, epoch_wall_s: float,
+                   since_last_s: float) -> bool:
+    """Whether a 1-based epoch that does not end the trial reports a checkpoint.
+
+    ``epoch_wall_s``: the epoch's wall time, training and validation; ``since_last_s``: wall
+    time since the last checkpoint (or since the trial started or resumed). A fixed
+    ``checkpoint_every`` counts epochs from the trial's start, so a resumed trial keeps the
+    cadence of an uninterrupted one.
+    """
+    if epoch in cfg.checkpoint_at:
+        return True
+    if cfg.checkpoint_every:
+        return epoch % cfg.checkpoint_every == 0
+    return epoch_wall_s < AUTO_EVERY_EPOCH_UNDER_S or since_last_s >= AUTO_INTERVAL_S
+
+
+def frozen_state_keys(model: nn.Module) -> frozenset[str]:
+    """The state-dict keys training cannot change, which checkpoints leave out.
+
+    Frozen parameters (``requires_grad=False``: the optimizer never sees them), and the
+    buffers of a module whose own parameters are all frozen and that stays in eval mode
+    while the model trains: a frozen backbone's BatchNorm statistics, which eval mode never
+    updates. A module with a trainable parameter, without parameters, or that follows
+    ``model.train()`` keeps its buffers in the checkpoint.
+    """
+    was_training = model.training
+    model.train()
+    keys: set[str] = set()
+    for prefix, module in model.named_modules(remove_duplicate=False):
+        dot = f"{prefix}." if prefix else ""
+        own = [(name, p) for name, p in module._parameters.items() if p is not None]
+        keys.update(dot + name for name, p in own if not p.requires_grad)
+        if own and not module.training and not any(p.requires_grad for _, p in own):
+            keys.update(dot + name for name, b in module._buffers.items()
+                        if b is not None and name not in module._non_persistent_buffers_set)
+    model.train(was_training)
+    return frozenset(keys & set(model.state_dict()))
+
+
+def frozen_fingerprint(model: nn.Module, keys: frozenset[str]) -> str | None:
+    """SHA-256 of the frozen state (names, dtypes, shapes, bytes); None when nothing is frozen."""
+    if not keys:
+        return None
+    state = model.state_dict()
+    digest = hashlib.sha256()
+    for key in sorted(keys):
+        tensor = state[key].detach()
+        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def trainable_state(model: nn.Module, frozen: frozenset[str]) -> dict[str, torch.Tensor]:
+    """``model.state_dict()`` without the frozen keys (tensors shared with the model)."""
+    full = model.state_dict()
+    state = type(full)((k, v) for k, v in full.items() if k not in frozen)
+    # Module versions (BatchNorm's) travel with the dict, as in a full state_dict.
+    state._metadata = getattr(full, "_metadata", None)  # type: ignore[attr-defined]
+    return state
+
+
+def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor],
+                         frozen: frozenset[str]) -> None:
+    """Load ``state`` into ``model``: exactly the frozen keys may be missing, nothing else."""
+    have = set(model.state_dict())
+    missing, unexpected = have - set(state), set(state) - have
+    if missing != frozen or unexpected:
+        problems = [f"{what}: {', '.join(sorted(keys)[:3])}"
+                    + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
+                    for what, keys in (("missing and not frozen", missing - frozen),
+                                       ("frozen but saved", frozen - missing),
+                                       ("not in the model", unexpected)) if keys]
+        raise ValueError(f"the checkpoint does not fit the model ({'; '.join(problems)})")
+    model.load_state_dict(state, strict=False)
+
+
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -222,6 +315,10 @@ def fit(
     ``context`` is merged into every report (e.g. ``data_note``: what the data loader
     skipped), so the facts reach the results even when a trial stops early.
 
+    Epochs between checkpoints (see ``checkpoint_due``) report ``report(row, None)``. A
+    checkpoint state leaves out the frozen state (``frozen_state_keys``); resuming needs the
+    same model rebuilt the same way, which its ``frozen_sha256`` checks.
+
     A model with a ``regularization_loss()`` method (returning a tensor or None) has that
     term added to the training loss, as Keras adds its kernel regularizers: gradient
     clipping sees it, and the reported ``train_loss`` includes it.
@@ -238,12 +335,18 @@ def fit(
     optimizer = build_optimizer(model, cfg)
     forward = torch.compile(model) if cfg.compile else model
     regularization = getattr(model, "regularization_loss", None)
+    frozen = frozen_state_keys(model)
+    fingerprint = frozen_fingerprint(model, frozen)
 
     start_epoch, best, best_state, bad_epochs, train_time = 0, None, None, 0, 0.0
     if resume is not None:
         if resume.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"checkpoint version {resume.get('version')} is not {CHECKPOINT_VERSION}")
-        model.load_state_dict(resume["model"])
+        if resume["frozen_sha256"] != fingerprint:
+            raise ValueError("the rebuilt model's frozen weights are not those the checkpoint "
+                             "trained with: a resumed trial must rebuild its frozen layers the "
+                             "same way (same pretrained file, same seed)")
+        load_trainable_state(model, resume["model"], frozen)
         optimizer.load_state_dict(resume["optimizer"])
         precision.scaler.load_state_dict(resume["scaler"])
         generator.set_state(resume["generator"])
@@ -259,7 +362,9 @@ def fit(
             return _result("early_stopped", start_epoch, best, None, train_time, "patience",
                            None, params)
 
+    last_checkpoint = _wall_clock()
     for epoch in range(start_epoch, cfg.epochs):
+        epoch_started = _wall_clock()
         lr = cfg.lr * lr_factor(epoch, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -337,7 +442,7 @@ def fit(
         score = val_acc if cfg.monitor == "val_acc" else -val_loss
         if best is None or score > best["score"]:
             best = {"score": score, "epoch": epoch + 1, "val_acc": val_acc, "val_loss": val_loss}
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(trainable_state(model, frozen))
             bad_epochs = 0
         else:
             bad_epochs += 1
@@ -347,6 +452,9 @@ def fit(
         out_of_patience = (cfg.patience is not None and bad_epochs >= cfg.patience
                            and not last_epoch)
         finished = out_of_patience or last_epoch
+        now = _wall_clock()
+        checkpoint = finished or checkpoint_due(epoch + 1, cfg, epoch_wall_s=now - epoch_started,
+                                                since_last_s=now - last_checkpoint)
         row.update(_best_fields(best))
         row["status"] = "running"
         test = None
@@ -357,8 +465,8 @@ def fit(
             # weights beside the best, so training a finished trial further continues from
             # where it stopped, with the optimizer state that belongs to those weights.
             if cfg.restore_best:
-                last_weights = copy.deepcopy(model.state_dict())
-                model.load_state_dict(best_state)
+                last_weights = copy.deepcopy(trainable_state(model, frozen))
+                load_trainable_state(model, best_state, frozen)
             if data.has_test:
                 test = evaluate(forward, data, "test", cfg, precision)
                 row.update(test_loss=test[0], test_acc=test[1])
@@ -367,20 +475,30 @@ def fit(
             if on_finish is not None:
                 on_finish(model)
 
-        state = {
-            "version": CHECKPOINT_VERSION,
-            "model": last_weights if last_weights is not None else model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scaler": precision.scaler.state_dict(),
-            "generator": generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            "epoch": epoch + 1,
-            "best": best,
-            "best_state": best_state,
-            "bad_epochs": bad_epochs,
-            "train_time_s": train_time,
-        }
+        state = None
+        if checkpoint:
+            if frozen_fingerprint(model, frozen) != fingerprint:
+                raise RuntimeError("frozen state changed during training (a frozen parameter, or "
+                                   "a buffer of a frozen module in eval mode): checkpoints that "
+                                   "leave it out could not resume this trial")
+            state = {
+                "version": CHECKPOINT_VERSION,
+                "model": (last_weights if last_weights is not None
+                          else trainable_state(model, frozen)),
+                "optimizer": optimizer.state_dict(),
+                "scaler": precision.scaler.state_dict(),
+                "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "epoch": epoch + 1,
+                "best": best,
+                "best_state": best_state,
+                "bad_epochs": bad_epochs,
+                "train_time_s": train_time,
+                "frozen_keys": sorted(frozen),
+                "frozen_sha256": fingerprint,
+            }
+            last_checkpoint = now
         report(row, state)
         if finished:
             return _result(row["status"], epoch + 1, best, test, train_time,

@@ -2,10 +2,16 @@
 
 It turns ``loop.fit``'s ``report(metrics, state)`` into ``ray.tune.report`` with a
 checkpoint directory, and a restored trial's checkpoint back into a resume state.
+
+The best weights do not travel in every checkpoint: ``BestWeights`` writes them to the
+trial's artifact folder once per improvement (``best_weights_epochNNNN.pt``), and the
+checkpoint names that file instead. Ray keeps only the newest checkpoint, so a file is
+deleted once no checkpoint Ray could resume from names it.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -15,6 +21,8 @@ import torch
 
 CHECKPOINT_FILE = "state.pt"
 TRAINABLES = ("image", "audio", "video")
+BEST_WEIGHTS_PREFIX = "best_weights_epoch"
+BEST_WEIGHTS_SUFFIX = ".pt"
 
 
 def _run(kind: str):
@@ -31,28 +39,104 @@ def _run(kind: str):
     raise ValueError(f"unknown trainable {kind!r}; choose from {', '.join(TRAINABLES)}")
 
 
-def artifact_writer(run_location: str, trial_id: str):
-    """``write(name, payload)`` into ``<run>/artifacts/<trial_id>/``, local or on a bucket.
+def best_weights_name(epoch: int) -> str:
+    """The artifact holding the best weights found at 1-based ``epoch``."""
+    return f"{BEST_WEIGHTS_PREFIX}{epoch:04d}{BEST_WEIGHTS_SUFFIX}"
 
-    Workers write straight to the run's storage (multi-node runs need shared storage anyway),
-    to a dot-temp name first, so the report never reads half a file.
+
+def is_best_weights(name: str) -> bool:
+    return name.startswith(BEST_WEIGHTS_PREFIX) and name.endswith(BEST_WEIGHTS_SUFFIX)
+
+
+class TrialArtifacts:
+    """One trial's artifact folder on a pyarrow filesystem (local disk or a bucket).
+
+    Calling it writes a file (it is an ``ArtifactWriter``), to a dot-temp name first, so a
+    reader never sees half a file. Workers write straight to the run's storage (multi-node
+    runs need shared storage anyway).
     """
-    import pyarrow.fs as pafs
 
-    if "://" in run_location:
-        fs, root = pafs.FileSystem.from_uri(run_location)
-    else:
-        fs, root = pafs.LocalFileSystem(), str(Path(run_location).expanduser().resolve())
-    folder = f"{root}/artifacts/{trial_id}"
+    def __init__(self, fs: Any, folder: str) -> None:
+        self.fs, self.folder = fs, folder
 
-    def write(name: str, payload: bytes) -> None:
-        fs.create_dir(folder, recursive=True)
-        temp = f"{folder}/.{name}.tmp"
-        with fs.open_output_stream(temp) as stream:
+    @classmethod
+    def at(cls, run_location: str, trial_id: str) -> TrialArtifacts:
+        """``<run>/artifacts/<trial_id>/``, for a local path or a URI."""
+        import pyarrow.fs as pafs
+
+        if "://" in run_location:
+            fs, root = pafs.FileSystem.from_uri(run_location)
+        else:
+            fs, root = pafs.LocalFileSystem(), str(Path(run_location).expanduser().resolve())
+        return cls(fs, f"{root}/artifacts/{trial_id}")
+
+    def __call__(self, name: str, payload: bytes) -> None:
+        self.fs.create_dir(self.folder, recursive=True)
+        temp = f"{self.folder}/.{name}.tmp"
+        with self.fs.open_output_stream(temp) as stream:
             stream.write(payload)
-        fs.move(temp, f"{folder}/{name}")
+        self.fs.move(temp, f"{self.folder}/{name}")
 
-    return write
+    def read(self, name: str) -> bytes:
+        with self.fs.open_input_stream(f"{self.folder}/{name}") as stream:
+            return stream.read()
+
+    def names(self) -> list[str]:
+        import pyarrow.fs as pafs
+
+        selector = pafs.FileSelector(self.folder, allow_not_found=True)
+        return sorted(info.base_name for info in self.fs.get_file_info(selector))
+
+    def delete(self, name: str) -> None:
+        self.fs.delete_file(f"{self.folder}/{name}")
+
+
+def artifact_writer(run_location: str, trial_id: str) -> TrialArtifacts:
+    """``write(name, payload)`` into ``<run>/artifacts/<trial_id>/``, local or on a bucket."""
+    return TrialArtifacts.at(run_location, trial_id)
+
+
+class BestWeights:
+    """A trial's best weights as an artifact written once per improvement.
+
+    ``stow(state)``, before a checkpoint is saved: writes ``state["best_state"]`` unless the
+    file of its best epoch is the one the last checkpoint named, and returns the state with
+    ``best_state_file`` in its place. ``reported(name)``, once Ray has that checkpoint:
+    deletes every best-weight file but the ones the last two checkpoints name (Ray resumes
+    from the newest it registered; the one before covers a driver that died before
+    registering the newest). ``unstow(state)``, on resume: reads the weights back.
+    """
+
+    def __init__(self, files: TrialArtifacts) -> None:
+        self.files = files
+        self.named: list[str] = []   # best-weight files of the checkpoints reported, newest last
+
+    def stow(self, state: dict[str, Any]) -> dict[str, Any]:
+        name = best_weights_name(state["best"]["epoch"])
+        if self.named[-1:] != [name]:
+            buffer = io.BytesIO()
+            torch.save(state["best_state"], buffer)
+            self.files(name, buffer.getvalue())
+        stowed = {key: value for key, value in state.items() if key != "best_state"}
+        stowed["best_state_file"] = name
+        return stowed
+
+    def reported(self, name: str) -> None:
+        if self.named[-1:] == [name]:
+            return
+        self.named = [*self.named[-1:], name]
+        for other in self.files.names():
+            if is_best_weights(other) and other not in self.named:
+                self.files.delete(other)
+
+    def unstow(self, state: dict[str, Any]) -> dict[str, Any]:
+        name = state["best_state_file"]
+        weights = torch.load(io.BytesIO(self.files.read(name)), map_location="cpu",
+                             weights_only=True)
+        self.named = [name]
+        restored = {key: value for key, value in state.items() if key != "best_state_file"}
+        restored["best_state"] = weights
+        return restored
 
 
 def tune_trainable(config: dict[str, Any], *, kind: str, cpus: float = 1.0,
@@ -65,22 +149,33 @@ def tune_trainable(config: dict[str, Any], *, kind: str, cpus: float = 1.0,
     torch.set_num_threads(max(1, int(cpus)))
     device = "cuda" if ray.get_gpu_ids() else "cpu"
 
+    artifacts = best = None
+    if run_location is not None:
+        artifacts = artifact_writer(run_location, tune.get_context().get_trial_id())
+        best = BestWeights(artifacts)
+
     resume = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             resume = torch.load(Path(directory) / CHECKPOINT_FILE, map_location="cpu",
                                 weights_only=False)
+        if "best_state_file" in resume:
+            if best is None:
+                raise ValueError("this checkpoint keeps its best weights in the run's artifacts, "
+                                 "but the trial was given no run location to read them from")
+            resume = best.unstow(resume)
 
     def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         if state is None:
             tune.report(metrics)
             return
+        if best is not None:
+            state = best.stow(state)
         with tempfile.TemporaryDirectory() as directory:
             torch.save(state, os.path.join(directory, CHECKPOINT_FILE))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        if best is not None:
+            best.reported(state["best_state_file"])
 
-    artifacts = None
-    if run_location is not None:
-        artifacts = artifact_writer(run_location, tune.get_context().get_trial_id())
     _run(kind)(config, report=report, resume=resume, device=device, artifacts=artifacts)
