@@ -46,7 +46,8 @@ TRIAL_COLUMNS = (
                        #   chosen one's; single: 0)
     "status",          # str, one of STATUSES
     "error",           # str | null, one line: exception text, or where a loss went non-finite
-    "stopped_by",      # str | null: "scheduler" | "patience" | "divergence" | "error" | null
+    "stopped_by",      # str | null: "scheduler" | "patience" | "divergence" | "error" (its
+                       # code raised) | "lost" (its worker or node died, retries used up) | null
     "params",          # int, trainable parameter count
     "epochs_run",      # int
     "best_epoch",      # int | null, epoch of the best val metric (1-based)

@@ -134,6 +134,10 @@ class PerArmHalving(FIFOScheduler):
         self._drop(tune_controller, trial)
 
     def on_trial_error(self, tune_controller, trial) -> None:
+        if trial.should_recover():
+            # Tune lost the trial's worker and restarts it from its checkpoint (on_trial_add
+            # follows): it is still in the race.
+            return
         self._drop(tune_controller, trial)
 
     def on_trial_remove(self, tune_controller, trial) -> None:

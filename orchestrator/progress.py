@@ -71,10 +71,17 @@ class ProgressView(Callback):
                   f"epochs {last.get('epoch', '—')}, best val_acc {_fmt(last.get('best_val_acc'))}, "
                   f"test_acc {_fmt(last.get('test_acc'))}")
 
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        from orchestrator.retries import retry_line
+
+        self._say(retry_line(self._name(trial), trial))
+
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self._done.add(trial.trial_id)
-        from orchestrator.sink import _error_line
+        from orchestrator.sink import error_fields
 
-        where = getattr(trial, "path", None) or "the trial's directory"
-        self._say(f"[{len(self._done)}/{self.total}] {self._name(trial)}: ERROR {_error_line(trial)}"
-                  f" (traceback: {where}/error.txt)")
+        fields = error_fields(trial, self._last.get(trial.trial_id, {}))
+        where = ("artifacts/" + trial.trial_id if fields["stopped_by"] == "error"
+                 else getattr(trial, "path", None) or "the trial's directory")
+        self._say(f"[{len(self._done)}/{self.total}] {self._name(trial)}: ERROR "
+                  f"{fields['error']} (traceback: {where}/error.txt)")

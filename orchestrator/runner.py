@@ -10,16 +10,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import logging
 import os
 import sys
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from orchestrator import meta as run_meta
 from orchestrator.errors import UserError
 from orchestrator.plan import Plan, describe_protocol
+from orchestrator.ray_connect import init_ray
 from orchestrator.storage import RunFiles, check_writable, is_uri, resolve
 from search_spaces.sources import cite, source_url
 
@@ -51,44 +50,6 @@ def normalise_storage(storage: str) -> str:
     return resolve(storage)[1]
 
 
-def latest_run(storage: str, preset: str) -> str | None:
-    files = RunFiles(f"{storage}/{preset}")
-    runs = sorted(name for name in files.list_dir() if not name.startswith("."))
-    return runs[-1] if runs else None
-
-
-def quiet_ray(verbosity: int) -> None:
-    """Keep Ray's log noise out of a person's terminal unless -v asked for it."""
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "3600")
-    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
-    if verbosity < 2:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        warnings.filterwarnings("ignore")
-        for name in ("ray", "ray.tune", "ray.train", "ray.air"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def init_ray(address: str | None, verbosity: int) -> None:
-    import ray
-
-    quiet_ray(verbosity)
-    if ray.is_initialized():
-        return
-    ray.init(address=address, include_dashboard=False, log_to_driver=verbosity >= 2,
-             logging_level=logging.INFO if verbosity >= 2 else logging.ERROR,
-             configure_logging=True)
-    if verbosity < 2:
-        for name in ("ray", "ray.tune", "ray.train", "ray.air"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-        # A failed trial is one line from ProgressView naming its error.txt; Tune's own
-        # ERROR record would print the whole traceback into the progress output.
-        logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
-        logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)
-
-
 def _trainable(kind: str, cpus: float, gpus: float, run_location: str):
     from ray import tune
 
@@ -99,11 +60,13 @@ def _trainable(kind: str, cpus: float, gpus: float, run_location: str):
         {"cpu": cpus, "gpu": gpus})
 
 
-def build_tuner(plan: Plan, target: RunTarget, verbosity: int):
+def build_tuner(plan: Plan, target: RunTarget, verbosity: int, max_failures: int = 0):
     """One Tuner for the whole run: the grid of arms x seeds, or both stages of tuning."""
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
 
     from orchestrator.progress import ProgressView
+    from orchestrator.retries import RetryPolicy
     from orchestrator.schedulers import build_scheduler
     from orchestrator.searcher import AblationSearcher
     from orchestrator.sink import ParquetSink
@@ -145,9 +108,17 @@ def build_tuner(plan: Plan, target: RunTarget, verbosity: int):
             storage_path=target.experiment_dir,
             callbacks=[ParquetSink(target.location, labeler),
                        ProgressView(plan.max_trials or plan.n_trials, labeler, verbosity),
-                       *callbacks],
-            failure_config=tune.FailureConfig(max_failures=0),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                       RetryPolicy(max_failures),
+                       # result.json per trial: what Tune's ResultGrid (fit's return value)
+                       # and ExperimentAnalysis read; the sink's Parquet is the product's.
+                       JsonLoggerCallback(), *callbacks],
+            # A lost worker or node is retried from the trial's last checkpoint; an error
+            # the trial's own code raised is not (RetryPolicy).
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            # Two, not one: Ray forces an experiment-state snapshot whenever a trial has
+            # written num_to_keep checkpoints since the last periodic one (so that the state
+            # never names a deleted checkpoint); at one that is every checkpoint.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             verbose=0,
         ),
     )
@@ -269,9 +240,16 @@ def fit_to_cluster(plan: Plan, *, explicit_gpus: bool, explicit_cpus: bool = Fal
 
 
 def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
-            verbosity: int, argv: list[str], options: Any) -> int:
-    """Run (or resume) the sweep; return the CLI's exit code."""
+            verbosity: int, argv: list[str], options: Any, resume_command: str,
+            max_failures: int | None = None) -> int:
+    """Run (or resume) the sweep; return the CLI's exit code.
+
+    ``max_failures`` (None: ``default_max_failures``) only applies to a new run: a resumed
+    run keeps the failure policy it was started with, as Tune restores it.
+    """
     from ray import tune
+
+    from orchestrator.retries import default_max_failures
 
     check_writable(target.experiment_dir)
     if resume and not tune.Tuner.can_restore(target.location):
@@ -280,7 +258,12 @@ def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
     init_ray(address, verbosity)
     plan = fit_to_cluster(plan, explicit_gpus=options.gpus_per_trial is not None,
                           explicit_cpus=options.cpus_per_trial is not None)
-    write_meta(target, plan, argv, options)
+    if max_failures is None:
+        max_failures = default_max_failures(address)
+    if resume:
+        previous = RunFiles(target.location).read_json("meta.json")
+        max_failures = previous.get("max_failures", max_failures)
+    write_meta(target, plan, argv, options, max_failures=max_failures)
     if verbosity > 0:
         verb = "resuming" if resume else "running"
         count = (f"{plan.n_trials} to {plan.max_trials}" if plan.adaptive
@@ -301,7 +284,7 @@ def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
             resume_unfinished=True, resume_errored=True,
         )
     else:
-        tuner = build_tuner(plan, target, verbosity)
+        tuner = build_tuner(plan, target, verbosity, max_failures)
     try:
         with _pending_trials(plan):
             grid = tuner.fit()
@@ -311,11 +294,34 @@ def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
     errors = 0 if grid is None else sum(1 for r in grid if r.error is not None)
     finish_meta(target, "interrupted" if interrupted else "finished")
     if interrupted:
-        print(f"interrupted: state saved in {target.location}; resume with: python -m orchestrator "
-              f"run {plan.experiment.name} --storage {target.storage} --name {target.run_id} --resume",
+        print(f"interrupted: state saved in {target.location}; resume with: {resume_command}",
               file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     return EXIT_TRIAL_ERRORS if errors else EXIT_OK
+
+
+def resume_command(preset: str, target: RunTarget, address: str | None) -> str:
+    """The exact command that continues this run (``preset`` as the user gave it)."""
+    import shlex
+
+    parts = ["python", "-m", "orchestrator", "run", preset, "--storage", target.storage,
+             "--name", target.run_id, "--resume"]
+    if address:
+        parts += ["--address", address]
+    return shlex.join(parts)
+
+
+def errors_line(target: RunTarget, command: str) -> str | None:
+    """The run's closing line when trials ended in error (None when none did)."""
+    from analysis.schema import TRIALS_FILE
+    from orchestrator.retries import errored_trials
+    from orchestrator.retries import errors_line as line
+
+    files = RunFiles(target.location)
+    if not files.exists(TRIALS_FILE):
+        return None
+    rows = errored_trials(files.read_parquet(TRIALS_FILE).to_dicts())
+    return line(rows, command) if rows else None
 
 
 def _was_interrupted(target: RunTarget, plan: Plan) -> bool:

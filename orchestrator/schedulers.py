@@ -70,6 +70,10 @@ class PerVariantASHA(FIFOScheduler):
         if result.get("status") == "diverged":
             # A NaN must not enter a rung; the trial is over anyway.
             return TrialScheduler.STOP
+        if result.get("status") == "error":
+            # The trial's code raised and it reported why before raising: no rung for its
+            # NaN, and no STOP, which would end it as finished instead of failed.
+            return TrialScheduler.CONTINUE
         if not self._tuned(trial):
             return TrialScheduler.CONTINUE
         return self._scheduler(trial).on_trial_result(tune_controller, trial, result)

@@ -163,7 +163,8 @@ class AblationSearcher(Searcher):
         again = record["done"] or record.get("rerun", False)
         if result:
             self._update(record, result)
-        record.update(done=True, error=error)
+        # A trial whose code raised reports status "error" before Tune sees it fail.
+        record.update(done=True, error=error or record["status"] == "error")
         if record["stage"] == "tune" and not again:
             # A rerun (resume of an errored trial) cannot change a made choice.
             if trial_id in self._ot_trials:

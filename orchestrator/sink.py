@@ -138,7 +138,7 @@ class ParquetSink(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self._ensure_loaded()
         row = self._trial_row(trial)
-        row.update(status="error", stopped_by="error", error=_error_line(trial))
+        row.update(status="error", **error_fields(trial, row))
         self._write_trials(force=True)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
@@ -187,6 +187,26 @@ def trials_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
                 series.append(pl.Series(column, [None if v is None else str(v) for v in values],
                                         dtype=pl.String))
     return pl.DataFrame(series)
+
+
+def error_fields(trial, last: Mapping[str, Any]) -> dict[str, Any]:
+    """``error`` and ``stopped_by`` of a trial Tune gave up on.
+
+    Its own code raised when its last report says so (``status="error"``: the trainable
+    reports the exception before raising it); otherwise Tune lost its process, and Ray's
+    message about that is a page of raylet details, so the row gets its gist.
+    """
+    from orchestrator.retries import failure_cause, trial_error_text, was_lost
+
+    if last.get("status") == "error":
+        return {"stopped_by": "error", "error": last.get("error") or _error_line(trial)}
+    if not was_lost(trial):
+        return {"stopped_by": "error", "error": _error_line(trial)}
+
+    attempts = trial.num_failures
+    return {"stopped_by": "lost",
+            "error": f"lost its worker ({failure_cause(trial_error_text(trial))}) "
+                     f"{attempts} time(s); no retries left"}
 
 
 def _error_line(trial) -> str:
