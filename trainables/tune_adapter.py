@@ -5,8 +5,9 @@ checkpoint directory, and a restored trial's checkpoint back into a resume state
 
 The best weights do not travel in every checkpoint: ``BestWeights`` writes them to the
 trial's artifact folder once per improvement (``best_weights_epochNNNN.pt``), and the
-checkpoint names that file instead. Ray keeps only the newest checkpoint, so a file is
-deleted once no checkpoint Ray could resume from names it.
+checkpoint names that file instead. Ray keeps only the newest checkpoints
+(``CheckpointConfig.num_to_keep``), so a file is deleted once no checkpoint Ray could
+resume from names it.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from trainables.loop import Reporter
 
 CHECKPOINT_FILE = "state.pt"
 TRAINABLES = ("image", "audio", "video")
@@ -102,14 +107,17 @@ class BestWeights:
     ``stow(state)``, before a checkpoint is saved: writes ``state["best_state"]`` unless the
     file of its best epoch is the one the last checkpoint named, and returns the state with
     ``best_state_file`` in its place. ``reported(name)``, once Ray has that checkpoint:
-    deletes every best-weight file but the ones the last two checkpoints name (Ray resumes
-    from the newest it registered; the one before covers a driver that died before
-    registering the newest). ``unstow(state)``, on resume: reads the weights back.
+    deletes every best-weight file but the last ``keep`` that checkpoints named. Ray may
+    resume from any checkpoint it keeps (its experiment snapshot can name the oldest of
+    ``num_to_keep``), or from the one before the newest when the driver died before
+    registering that: so ``keep`` is ``num_to_keep + 1``. Best epochs only grow, so the
+    last ``keep`` names cover the last ``keep`` checkpoints. ``unstow(state)``, on resume:
+    reads the weights back.
     """
 
-    def __init__(self, files: TrialArtifacts) -> None:
-        self.files = files
-        self.named: list[str] = []   # best-weight files of the checkpoints reported, newest last
+    def __init__(self, files: TrialArtifacts, keep: int = 3) -> None:
+        self.files, self.keep = files, keep
+        self.named: list[str] = []   # best-weight files the checkpoints named, newest last
 
     def stow(self, state: dict[str, Any]) -> dict[str, Any]:
         name = best_weights_name(state["best"]["epoch"])
@@ -124,7 +132,7 @@ class BestWeights:
     def reported(self, name: str) -> None:
         if self.named[-1:] == [name]:
             return
-        self.named = [*self.named[-1:], name]
+        self.named = [*self.named, name][-self.keep:]
         for other in self.files.names():
             if is_best_weights(other) and other not in self.named:
                 self.files.delete(other)
@@ -139,9 +147,43 @@ class BestWeights:
         return restored
 
 
+def read_checkpoint(directory: str | Path, best: BestWeights | None) -> dict[str, Any]:
+    """The resume state in a checkpoint directory, with its best weights read back."""
+    state = torch.load(Path(directory) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+    if "best_state_file" in state:
+        if best is None:
+            raise ValueError("this checkpoint keeps its best weights in the run's artifacts, "
+                             "but the trial was given no run location to read them from")
+        state = best.unstow(state)
+    return state
+
+
+def checkpoint_reporter(send: Callable[[dict[str, Any], str | None], None],
+                        best: BestWeights | None) -> Reporter:
+    """``loop.fit``'s reporter: ``send(metrics, directory)`` with a directory holding the
+    checkpoint (its best weights stowed by ``best``, when given), or None without one."""
+
+    def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        if state is None:
+            send(metrics, None)
+            return
+        if best is not None:
+            state = best.stow(state)
+        with tempfile.TemporaryDirectory() as directory:
+            torch.save(state, os.path.join(directory, CHECKPOINT_FILE))
+            send(metrics, directory)
+        if best is not None:
+            best.reported(state["best_state_file"])
+
+    return report
+
+
 def tune_trainable(config: dict[str, Any], *, kind: str, cpus: float = 1.0,
-                   run_location: str | None = None) -> None:
-    """Ray Tune function trainable for every modality (``kind`` picks the trial builder)."""
+                   run_location: str | None = None, checkpoints_kept: int = 2) -> None:
+    """Ray Tune function trainable for every modality (``kind`` picks the trial builder).
+
+    ``checkpoints_kept``: the run's ``CheckpointConfig.num_to_keep``, which decides how many
+    best-weight files the trial keeps while it runs (see ``BestWeights``)."""
     import ray
     from ray import tune
 
@@ -152,30 +194,19 @@ def tune_trainable(config: dict[str, Any], *, kind: str, cpus: float = 1.0,
     artifacts = best = None
     if run_location is not None:
         artifacts = artifact_writer(run_location, tune.get_context().get_trial_id())
-        best = BestWeights(artifacts)
+        best = BestWeights(artifacts, keep=checkpoints_kept + 1)
 
     resume = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            resume = torch.load(Path(directory) / CHECKPOINT_FILE, map_location="cpu",
-                                weights_only=False)
-        if "best_state_file" in resume:
-            if best is None:
-                raise ValueError("this checkpoint keeps its best weights in the run's artifacts, "
-                                 "but the trial was given no run location to read them from")
-            resume = best.unstow(resume)
+            resume = read_checkpoint(directory, best)
 
-    def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        if state is None:
+    def send(metrics: dict[str, Any], directory: str | None) -> None:
+        if directory is None:
             tune.report(metrics)
-            return
-        if best is not None:
-            state = best.stow(state)
-        with tempfile.TemporaryDirectory() as directory:
-            torch.save(state, os.path.join(directory, CHECKPOINT_FILE))
+        else:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
-        if best is not None:
-            best.reported(state["best_state_file"])
 
-    _run(kind)(config, report=report, resume=resume, device=device, artifacts=artifacts)
+    _run(kind)(config, report=checkpoint_reporter(send, best), resume=resume, device=device,
+               artifacts=artifacts)
