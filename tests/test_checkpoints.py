@@ -52,7 +52,7 @@ def one_thread():
 class Scripted(nn.Module):
     """Validation accuracy per epoch as scripted: best at epochs 1, 2 and 5 of 7."""
 
-    RIGHT = [2, 3, 2, 1, 4, 1, 3]
+    RIGHT = (2, 3, 2, 1, 4, 1, 3)
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,7 +115,7 @@ def test_best_weights_are_written_once_per_improvement_and_named_by_the_checkpoi
     files("maps.npz", b"not a best-weight file")
     storage = Storage(tmp_path)
     kept_after: list[list[str]] = []
-    best = BestWeights(files, keep=2)      # a run keeping one checkpoint (num_to_keep=1)
+    best = BestWeights(files, checkpoints_kept=1)    # a run with num_to_keep=1
     report = checkpoint_reporter(storage.send, best)
 
     def noting(metrics: dict, state: dict | None) -> None:

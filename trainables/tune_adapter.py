@@ -108,15 +108,15 @@ class BestWeights:
     file of its best epoch is the one the last checkpoint named, and returns the state with
     ``best_state_file`` in its place. ``reported(name)``, once Ray has that checkpoint:
     deletes every best-weight file but the last ``keep`` that checkpoints named. Ray may
-    resume from any checkpoint it keeps (its experiment snapshot can name the oldest of
-    ``num_to_keep``), or from the one before the newest when the driver died before
-    registering that: so ``keep`` is ``num_to_keep + 1``. Best epochs only grow, so the
-    last ``keep`` names cover the last ``keep`` checkpoints. ``unstow(state)``, on resume:
-    reads the weights back.
+    resume from any of the ``checkpoints_kept`` checkpoints it keeps (its experiment
+    snapshot can name the oldest), or from the one before the newest when the driver died
+    before registering that: so ``keep`` is ``checkpoints_kept + 1``. Best epochs only
+    grow, so the last ``keep`` names cover the last ``keep`` checkpoints.
+    ``unstow(state)``, on resume: reads the weights back.
     """
 
-    def __init__(self, files: TrialArtifacts, keep: int = 3) -> None:
-        self.files, self.keep = files, keep
+    def __init__(self, files: TrialArtifacts, checkpoints_kept: int = 2) -> None:
+        self.files, self.keep = files, checkpoints_kept + 1
         self.named: list[str] = []   # best-weight files the checkpoints named, newest last
 
     def stow(self, state: dict[str, Any]) -> dict[str, Any]:
@@ -194,7 +194,7 @@ def tune_trainable(config: dict[str, Any], *, kind: str, cpus: float = 1.0,
     artifacts = best = None
     if run_location is not None:
         artifacts = artifact_writer(run_location, tune.get_context().get_trial_id())
-        best = BestWeights(artifacts, keep=checkpoints_kept + 1)
+        best = BestWeights(artifacts, checkpoints_kept)
 
     resume = None
     checkpoint = tune.get_checkpoint()
