@@ -132,3 +132,156 @@ def test_resume_falls_back_to_directory_time_without_started_at(tmp_path):
 def test_resume_without_name_and_without_runs(tmp_path):
     error = one_line_error("run", "mnist_attention", "--resume", "--storage", str(tmp_path))
     assert f"no runs of mnist_attention under {tmp_path}" in error
+
+
+# ------------------------------------------------------------------ data there but unusable
+
+
+def _garble(path: Path, size: int = 600) -> None:
+    path.write_bytes(b"RIFF" + bytes(range(256)) * (size // 256 + 1))
+
+
+@pytest.fixture
+def bad_cifar(tmp_path) -> Path:
+    """CIFAR-10 whose files exist: one batch is not a pickle, the test batch has wrong shapes."""
+    import pickle
+
+    from trainables.data.cifar import write_cifar
+
+    directory = write_cifar(tmp_path / "cifar", classes=10, n_train=100, n_test=20)
+    (directory / "data_batch_2").write_bytes(b"\x80\x02not a pickle at all")
+    with open(directory / "test_batch", "rb") as f:
+        batch = pickle.load(f, encoding="bytes")
+    batch[b"data"] = batch[b"data"][:, :1024]
+    with open(directory / "test_batch", "wb") as f:
+        pickle.dump(batch, f, protocol=2)
+    return tmp_path / "cifar"
+
+
+def test_run_refuses_corrupt_cifar_before_ray(bad_cifar, tmp_path):
+    error = one_line_error("run", "cifar10_cnntention", "--smoke", "--data-root", str(bad_cifar),
+                           "--storage", str(tmp_path / "runs"))
+    assert "dataset cifar10 under" in error and "2 of 7 files are corrupt" in error
+    assert "data_batch_2 (not a readable CIFAR pickle" in error
+    assert "test_batch (data is uint8 (20, 1024), expected uint8 (N, 3072))" in error
+    assert "re-extract cifar-10-python.tar.gz" in error
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_refuses_fsdd_with_no_readable_recording(tmp_path):
+    from trainables.data.fsdd import write_fsdd
+
+    paths = write_fsdd(tmp_path / "fsdd", speakers=2, takes=5)
+    for path in paths:
+        _garble(path)
+    error = one_line_error("run", "fsdd_attention", "--smoke", "--data-root",
+                           str(tmp_path / "fsdd"), "--storage", str(tmp_path / "runs"))
+    assert f"dataset fsdd under {tmp_path / 'fsdd' / 'recordings'}: none of the {len(paths)} " \
+           "recordings could be read: 0_speaker0_0.wav (Format not recognised" in error
+    assert f"and {len(paths) - 3} more; replace them with readable WAVs" in error
+
+
+def _video_tree(kind: str, root: Path) -> list[Path]:
+    from tests.conftest import needs_video_codecs
+
+    needs_video_codecs()
+    from trainables.data.video.synth import write_hmdb51, write_wlasl
+
+    if kind == "hmdb51":
+        return write_hmdb51(root, classes=2, videos_per_class=3, seconds=1.0, size=(48, 64))
+    return write_wlasl(root, glosses=2, videos_per_gloss=3, size=(48, 64))
+
+
+@pytest.mark.parametrize(("kind", "preset"), [("hmdb51", "hmdb51_ablation"),
+                                              ("wlasl", "wlasl_temporal")])
+def test_run_refuses_video_tree_where_nothing_decodes(tmp_path, kind, preset):
+    root = tmp_path / kind
+    videos = _video_tree(kind, root)
+    for path in videos:
+        _garble(path, 2000)
+    error = one_line_error("run", preset, "--smoke", "--data-root", str(root),
+                           "--storage", str(tmp_path / "runs"))
+    assert f"dataset {kind} under {root}: none of the {len(videos)} listed videos decode: " in error
+    assert f"{videos[0].parent.name}/" in error and "(cannot open (" in error
+    assert f"and {len(videos) - 3} more" in error
+    assert f"`python -m orchestrator data check {kind} --data-root {root}" in error
+
+
+# The preflight on its own: good and partly damaged data pass (the loaders skip and count the
+# bad files), unusable data fails, and a root the driver cannot see is left to the workers.
+
+
+def _config(name: str, root: Path | str | None, **extra):
+    from trainables.data.registry import parse_data_config
+
+    return parse_data_config({"name": name, "root": None if root is None else str(root), **extra})
+
+
+def test_preflight_passes_good_and_partly_damaged_data(tmp_path):
+    from orchestrator.preflight import check_data
+    from trainables.data.cifar import write_cifar
+    from trainables.data.fsdd import write_fsdd
+
+    write_cifar(tmp_path / "cifar", classes=10, n_train=100, n_test=20)
+    write_cifar(tmp_path / "cifar100", classes=100, n_train=200, n_test=100)
+    paths = write_fsdd(tmp_path / "fsdd", speakers=2, takes=5, corrupt=2, truncated=1)
+    for path in paths:   # all but one recording unreadable (not one of the first tried)
+        if path.name != "0_speaker0_1.wav":
+            _garble(path)
+    check_data(_config("cifar10", tmp_path / "cifar"))
+    check_data(_config("cifar100", tmp_path / "cifar100", label_mode="coarse"))
+    check_data(_config("fsdd", tmp_path / "fsdd"))
+    check_data(_config("fsdd", None))                       # bundled
+    check_data(_config("cifar10", tmp_path / "elsewhere"))  # not on this machine: not checked
+
+
+def test_preflight_gives_up_on_mostly_bad_data_after_its_time(tmp_path, monkeypatch):
+    from orchestrator import preflight
+    from orchestrator.errors import UserError
+    from trainables.data.fsdd import write_fsdd
+
+    paths = write_fsdd(tmp_path / "fsdd", speakers=2, takes=5)
+    for path in paths:   # the one good recording is not among the 16 spread ones tried first
+        if path.name != "0_speaker0_1.wav":
+            _garble(path)
+    preflight.check_data(_config("fsdd", tmp_path / "fsdd"))
+    monkeypatch.setattr(preflight, "FSDD_BUDGET_S", 0.0)
+    with pytest.raises(UserError, match=r"none of 16 recordings tried in 0 s \(of 100\) could"):
+        preflight.check_data(_config("fsdd", tmp_path / "fsdd"))
+
+
+def test_preflight_fsdd_names_unparsable_layout(tmp_path):
+    from orchestrator.errors import UserError
+    from orchestrator.preflight import check_data
+
+    (tmp_path / "recordings").mkdir()
+    (tmp_path / "recordings" / "hello.wav").write_bytes(b"x")
+    with pytest.raises(UserError, match=r"dataset fsdd: no WAV under .* is named like"):
+        check_data(_config("fsdd", tmp_path))
+
+
+def test_preflight_passes_video_tree_with_one_good_video(tmp_path):
+    from orchestrator.errors import UserError
+    from orchestrator.preflight import check_data
+
+    videos = _video_tree("hmdb51", tmp_path)
+    for path in videos[:-1]:
+        _garble(path, 2000)
+    check_data(_config("hmdb51", tmp_path))
+    _garble(videos[-1], 2000)
+    with pytest.raises(UserError, match="none of the 6 listed videos decode"):
+        check_data(_config("hmdb51", tmp_path))
+
+
+def test_preflight_checks_each_root_of_a_grid(tmp_path, bad_cifar):
+    from orchestrator.errors import UserError
+    from orchestrator.plan import SweepOptions, make_plan
+    from orchestrator.preflight import check_space
+    from search_spaces.registry import load_experiment
+    from trainables.data.cifar import write_cifar
+
+    write_cifar(tmp_path / "good", classes=10, n_train=100, n_test=20)
+    plan = make_plan(load_experiment("cifar10_cnntention"), SweepOptions(
+        smoke=True, overrides=(f"data.root=[{tmp_path / 'good'},{bad_cifar}]",)))
+    with pytest.raises(UserError, match=f"under {bad_cifar}"):
+        check_space(plan.space)

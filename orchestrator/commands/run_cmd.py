@@ -35,6 +35,7 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from orchestrator.plan import make_plan
+    from orchestrator.preflight import check_space
     from orchestrator.run_index import latest_started_run
     from orchestrator.runner import RunTarget, execute, new_run_id, normalise_storage
 
@@ -59,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.resume and _exists(target):
         raise UserError(f"run {target.location} already exists; pass --resume to finish it, "
                         "or another --name")
+    # Before Ray starts: data that is there but that no trial could use is one line here,
+    # not a minute of trials failing one by one.
+    check_space(plan.space)
     level = verbosity(args)
     code = execute(plan, target, resume=args.resume, address=args.address, verbosity=level,
                    argv=sys.argv, options=options)
