@@ -153,6 +153,7 @@ def automatic_checkpoints(epochs: int, epoch_s: float) -> int:
 
 
 EPOCH_TIMES = (30.0, 120.0, 300.0, 900.0)
+KEPT = 2      # the runner's CheckpointConfig(num_to_keep=2)
 
 
 def main() -> None:
@@ -200,6 +201,19 @@ def main() -> None:
             count = automatic_checkpoints(rows[0][1], seconds)
             cells.append(f"{count} of {rows[0][1]}: {new / 1e9:.3f} GB, {old / new:.1f}x")
         print(f"| {name} | {old / 1e9:.3f} | " + " | ".join(cells) + " |")
+    print()
+    print(f"Left on disk when the run ends (Ray keeps {KEPT} checkpoints per trial; a trial "
+          f"keeps up to {KEPT + 1} best-weight files): GB")
+    print()
+    print("| preset | old | new, before cleaning (at most) | after clean_checkpoints "
+          "(keep_best=True) | after clean_checkpoints (keep_best=False) |")
+    print("|---|---|---|---|---|")
+    for name, (rows, seeds) in presets.items():
+        old = sum(seeds * KEPT * size.old_epoch for size, _ in rows)
+        new = sum(seeds * (KEPT * size.new_epoch + (KEPT + 1) * size.trainable)
+                  for size, _ in rows)
+        best = sum(seeds * size.trainable for size, _ in rows)
+        print(f"| {name} | {old / 1e9:.3f} | {new / 1e9:.3f} | {best / 1e9:.3f} | 0 |")
     print()
     print(check_against_torch_save())
     print(fingerprint_cost())
