@@ -925,6 +925,13 @@ def test_frozen_parameters_and_the_buffers_of_frozen_eval_modules_are_left_out(c
     bare.train = lambda mode=True: bare    # stays in eval mode, but has no parameters
     assert loop.frozen_state_keys(bare) == frozenset()
     assert loop.frozen_state_keys(Scripted(SCRIPT)) == frozenset()
+    # Only keys the state dict holds: not a non-persistent buffer, nor one left out by a hook.
+    quiet = FrozenFront(0)
+    quiet.backbone[1].register_buffer("scratch", torch.zeros(2), persistent=False)
+    quiet.backbone[0]._register_state_dict_hook(
+        lambda module, state, prefix, local: state.pop(prefix + "bias"))
+    assert loop.frozen_state_keys(quiet) == frozenset(BACKBONE_PARAMS + BN_BUFFERS) - {
+        "backbone.0.bias"}
     # A shared frozen module appears under each name the state dict gives it.
     shared = nn.Linear(2, 2).requires_grad_(False)
     twice = nn.ModuleDict({"a": shared, "b": shared, "c": nn.Linear(2, 2)})
@@ -989,6 +996,9 @@ def test_a_checkpoint_missing_more_than_the_frozen_keys_is_refused(cpu):
                                          r"backbone.1.bias \(\+4 more\); not in the model: "
                                          r"extra\)$"):
         loop.load_trainable_state(model, {**full, "extra": torch.zeros(1)}, frozen)
+    with pytest.raises(ValueError, match=r"\(not in the model: x, y, z\)$"):
+        loop.load_trainable_state(model, {**full, **dict.fromkeys("xyz", torch.zeros(1))},
+                                  frozenset())
     with pytest.raises(ValueError, match=r"\(frozen but saved: backbone.1.weight\)$"):
         loop.load_trainable_state(
             model, {k: v for k, v in full.items() if k in ("backbone.1.weight", "head.2.bias",

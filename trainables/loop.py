@@ -245,9 +245,9 @@ def frozen_state_keys(model: nn.Module) -> frozenset[str]:
         own = [(name, p) for name, p in module._parameters.items() if p is not None]
         keys.update(dot + name for name, p in own if not p.requires_grad)
         if own and not module.training and not any(p.requires_grad for _, p in own):
-            keys.update(dot + name for name, b in module._buffers.items()
-                        if b is not None and name not in module._non_persistent_buffers_set)
+            keys.update(dot + name for name in module._buffers)
     model.train(was_training)
+    # Only what the state dict holds (no non-persistent or None buffers).
     return frozenset(keys & set(model.state_dict()))
 
 
