@@ -116,7 +116,33 @@ def init_ray(address: str | None, verbosity: int) -> None:
     if verbosity < 2:
         for name in _RAY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
+        _drop_worker_death_notices()
         # A failed trial is one line from ProgressView naming its error.txt; Tune's own
         # ERROR record would print the whole traceback into the progress output.
         logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
         logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)
+
+
+# How the raylet's page about a dead worker starts (one per lost worker, ~900 characters).
+WORKER_DIED_NOTICE = "A worker died or was killed while executing a task"
+
+
+def _drop_worker_death_notices() -> None:
+    """Leave a lost worker to ProgressView's one line (retrying, or the trial's ERROR).
+
+    Ray's driver prints every error the raylets publish, whatever ``log_to_driver`` says;
+    this drops only the worker-death page, whose facts the progress line gives (Ray's
+    own text stays in the trial's error.txt, and -v prints it as before).
+    """
+    from ray._private import worker
+
+    original = getattr(worker.print_to_stdstream, "__wrapped__", worker.print_to_stdstream)
+
+    def print_to_stdstream(data, ignore_prefix: bool):
+        if data.get("pid") == "raylet" and any(
+                str(line).startswith(WORKER_DIED_NOTICE) for line in data.get("lines", ())):
+            return
+        original(data, ignore_prefix)
+
+    print_to_stdstream.__wrapped__ = original
+    worker.print_to_stdstream = print_to_stdstream

@@ -51,14 +51,18 @@ class RetryPolicy(Callback):
 
 
 def failure_cause(error_text: str) -> str:
-    """A few words for why Tune lost a trial, from Ray's (long) error message."""
+    """A few words for why Tune lost a trial, from Ray's (long) error message.
+
+    Only what Ray states: its message about any dead worker lists the OOM killer among
+    "common causes", which is not a finding, so that alone reads "worker died".
+    """
     text = error_text.lower()
-    if "out of memory" in text or "oom" in text.split() or "memory monitor" in text:
+    if "low on memory" in text or "outofmemoryerror" in text:
         return "out of memory"
-    if "node" in text and ("died" in text or "dead" in text or "failed" in text):
-        return "node died"
     if "preempt" in text:
         return "node preempted"
+    if "node has died" in text or "node died" in text or "nodediederror" in text:
+        return "node died"
     return "worker died"
 
 

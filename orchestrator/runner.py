@@ -50,13 +50,20 @@ def normalise_storage(storage: str) -> str:
     return resolve(storage)[1]
 
 
-def _trainable(kind: str, cpus: float, gpus: float, run_location: str):
+# Checkpoints Ray keeps per trial. Two, not one: Ray forces an experiment-state snapshot
+# whenever a trial has written num_to_keep checkpoints since the last periodic one (so the
+# state never names a deleted checkpoint); at one that is every checkpoint.
+CHECKPOINTS_KEPT = 2
+
+
+def _trainable(kind: str, cpus: float, gpus: float, run_location: str, metric: str):
     from ray import tune
 
     from trainables.tune_adapter import tune_trainable
 
     return tune.with_resources(
-        tune.with_parameters(tune_trainable, kind=kind, cpus=cpus, run_location=run_location),
+        tune.with_parameters(tune_trainable, kind=kind, cpus=cpus, run_location=run_location,
+                             checkpoints_kept=CHECKPOINTS_KEPT, metric=metric),
         {"cpu": cpus, "gpu": gpus})
 
 
@@ -94,7 +101,7 @@ def build_tuner(plan: Plan, target: RunTarget, verbosity: int, max_failures: int
     if halving:
         callbacks.append(scheduler.memory)  # its rung decisions ride in Tune's snapshots
     return tune.Tuner(
-        _trainable(exp.trainable, plan.cpus, plan.gpus, target.location),
+        _trainable(exp.trainable, plan.cpus, plan.gpus, target.location, exp.metric),
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=exp.metric, mode=exp.mode, scheduler=scheduler, search_alg=search,
@@ -115,10 +122,7 @@ def build_tuner(plan: Plan, target: RunTarget, verbosity: int, max_failures: int
             # A lost worker or node is retried from the trial's last checkpoint; an error
             # the trial's own code raised is not (RetryPolicy).
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            # Two, not one: Ray forces an experiment-state snapshot whenever a trial has
-            # written num_to_keep checkpoints since the last periodic one (so that the state
-            # never names a deleted checkpoint); at one that is every checkpoint.
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
             verbose=0,
         ),
     )
@@ -280,7 +284,7 @@ def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
         tuner = tune.Tuner.restore(
             target.location,
             trainable=_trainable(plan.experiment.trainable, plan.cpus, plan.gpus,
-                               target.location),
+                               target.location, plan.experiment.metric),
             resume_unfinished=True, resume_errored=True,
         )
     else:

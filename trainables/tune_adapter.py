@@ -12,6 +12,7 @@ resume from names it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
@@ -179,34 +180,75 @@ def checkpoint_reporter(send: Callable[[dict[str, Any], str | None], None],
 
 
 def tune_trainable(config: dict[str, Any], *, kind: str, cpus: float = 1.0,
-                   run_location: str | None = None, checkpoints_kept: int = 2) -> None:
+                   run_location: str | None = None, checkpoints_kept: int = 2,
+                   metric: str = "val_acc") -> None:
     """Ray Tune function trainable for every modality (``kind`` picks the trial builder).
 
     ``checkpoints_kept``: the run's ``CheckpointConfig.num_to_keep``, which decides how many
-    best-weight files the trial keeps while it runs (see ``BestWeights``)."""
+    best-weight files the trial keeps while it runs (see ``BestWeights``). ``metric``: the
+    run's, which every report must carry (the error report too).
+
+    An exception of the trial's own code is reported (``status="error"``, its traceback in
+    the trial's artifacts as error.txt) before it propagates: the driver's RetryPolicy reads
+    that report to tell it from a lost worker, which is the only failure worth a retry.
+    """
     import ray
     from ray import tune
 
-    # Several trials share the machine's cores; let each use only the ones it reserved.
-    torch.set_num_threads(max(1, int(cpus)))
-    device = "cuda" if ray.get_gpu_ids() else "cpu"
+    artifacts = None
+    try:
+        # Several trials share the machine's cores; let each use only the ones it reserved.
+        torch.set_num_threads(max(1, int(cpus)))
+        device = "cuda" if ray.get_gpu_ids() else "cpu"
 
-    artifacts = best = None
-    if run_location is not None:
-        artifacts = artifact_writer(run_location, tune.get_context().get_trial_id())
-        best = BestWeights(artifacts, checkpoints_kept)
+        best = None
+        if run_location is not None:
+            artifacts = artifact_writer(run_location, tune.get_context().get_trial_id())
+            best = BestWeights(artifacts, checkpoints_kept)
 
-    resume = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            resume = read_checkpoint(directory, best)
+        resume = None
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory:
+                resume = read_checkpoint(directory, best)
 
-    def send(metrics: dict[str, Any], directory: str | None) -> None:
-        if directory is None:
-            tune.report(metrics)
-        else:
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        inject_at = _injected_error_epoch()
 
-    _run(kind)(config, report=checkpoint_reporter(send, best), resume=resume, device=device,
-               artifacts=artifacts)
+        def send(metrics: dict[str, Any], directory: str | None) -> None:
+            if inject_at is not None and metrics.get("epoch") == inject_at:
+                raise RuntimeError(f"injected error at epoch {inject_at} ({INJECT_ERROR_ENV})")
+            if directory is None:
+                tune.report(metrics)
+            else:
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+        _run(kind)(config, report=checkpoint_reporter(send, best), resume=resume,
+                   device=device, artifacts=artifacts)
+    except Exception as err:
+        tune.report(own_error_report(err, metric, artifacts))
+        raise
+
+
+# Testing hook: the trial's code raises just before it would report this epoch, as a bug
+# would. The retry tests use it; nothing else sets it.
+INJECT_ERROR_ENV = "ORCHESTRATOR_INJECT_ERROR_AT_EPOCH"
+
+
+def _injected_error_epoch() -> int | None:
+    value = os.environ.get(INJECT_ERROR_ENV)
+    return int(value) if value else None
+
+
+def own_error_report(err: BaseException, metric: str,
+                     artifacts: Callable[[str, bytes], None] | None) -> dict[str, Any]:
+    """The last report of a trial whose code raised ``err``: the row says why in one line,
+    error.txt in its artifacts keeps the traceback."""
+    import traceback
+
+    if artifacts is not None:
+        text = "".join(traceback.format_exception(err))
+        with contextlib.suppress(OSError):  # the report below still says what happened
+            artifacts("error.txt", text.encode())
+    first_line = (str(err).strip().splitlines() or [""])[0]
+    line = f"{type(err).__name__}: {first_line}" if first_line else type(err).__name__
+    return {metric: float("nan"), "status": "error", "stopped_by": "error", "error": line[:500]}

@@ -27,6 +27,10 @@ def add_parser(commands) -> None:
     where.add_argument("--resume", action="store_true",
                        help="finish an interrupted run: unfinished and errored trials continue from "
                             "their last checkpoint (default run: the latest of this preset)")
+    where.add_argument("--max-failures", type=int, metavar="N",
+                       help="restart a trial whose worker or node is lost up to N times, from "
+                            "its last checkpoint (default: 2 with --address, 0 locally); a "
+                            "trial whose own code raises is never retried")
     out = parser.add_argument_group("output")
     out.add_argument("-v", "--verbose", action="count", default=0, help="every epoch, and Ray's own logs")
     out.add_argument("-q", "--quiet", action="store_true", help="only the final table")
@@ -37,8 +41,17 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.plan import make_plan
     from orchestrator.preflight import check_space
     from orchestrator.run_index import latest_started_run
-    from orchestrator.runner import RunTarget, execute, new_run_id, normalise_storage
+    from orchestrator.runner import (
+        RunTarget,
+        errors_line,
+        execute,
+        new_run_id,
+        normalise_storage,
+        resume_command,
+    )
 
+    if args.max_failures is not None and args.max_failures < 0:
+        raise UserError(f"--max-failures {args.max_failures}: must be 0 or more")
     exp = load_preset(args.preset)
     storage = normalise_storage(args.storage)
     if args.resume:
@@ -64,11 +77,16 @@ def run(args: argparse.Namespace) -> int:
     # not a minute of trials failing one by one.
     check_space(plan.space)
     level = verbosity(args)
+    command = resume_command(args.preset, target, args.address)
     code = execute(plan, target, resume=args.resume, address=args.address, verbosity=level,
-                   argv=sys.argv, options=options)
+                   argv=sys.argv, options=options, resume_command=command,
+                   max_failures=args.max_failures)
     if code == 130:
         return code
     _summarise(target.location, quiet=level == 0)
+    line = errors_line(target, command)
+    if line:
+        print(line, file=sys.stderr, flush=True)
     return code
 
 
