@@ -107,7 +107,10 @@ def init_ray(address: str | None, verbosity: int) -> None:
         watchdog = _join_watchdog(address, JOIN_TIMEOUT_S)
         watchdog.start()
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=verbosity >= 2,
+        # "local": a new instance of our own, as --address's help promises. With None Ray
+        # would join whatever cluster `ray start` last recorded on this machine.
+        ray.init(address=address or "local", include_dashboard=False,
+                 log_to_driver=verbosity >= 2,
                  logging_level=logging.INFO if verbosity >= 2 else logging.WARNING,
                  configure_logging=True)
     finally:

@@ -260,7 +260,14 @@ class TestChaos:
         raylet = parent_pid(result["pid"])
         [victim] = [node for node in workers if raylet_pid(node) == raylet]
         victim.kill_raylet()
-        stdout, stderr = proc.communicate(timeout=420)
+        try:
+            stdout, stderr = proc.communicate(timeout=420)
+        finally:
+            # The cluster gets a fresh second worker node for the next test.
+            cluster.remove_node(victim, allow_graceful=False)
+            workers.remove(victim)
+            workers.append(cluster.add_node(num_cpus=1))
+            cluster.wait_for_nodes()
         assert proc.returncode == 0, stderr[-3000:]
         retry = [line for line in stdout.splitlines() if "lost its worker" in line]
         assert len(retry) == 1 and "retrying from epoch" in retry[0], stdout
@@ -282,11 +289,7 @@ class TestChaos:
                              reference.filter(pl.col("trial_id") == ref_id))
 
     def test_driver_killed_mid_sweep_resumes_complete(self, two_node_cluster, tmp_path):
-        cluster, workers = two_node_cluster
-        alive = [node for node in workers if node.any_processes_alive()]
-        if len(alive) < 2:
-            alive.append(cluster.add_node(num_cpus=1))
-            cluster.wait_for_nodes()
+        cluster, _ = two_node_cluster
         run_dir = tmp_path / "mnist_attention" / "driver"
         proc = start("run", *sweep("none", "se"), "--storage", str(tmp_path), "--name", "driver",
                      "--address", cluster.address)
