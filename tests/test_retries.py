@@ -188,11 +188,18 @@ class TestLocalRetries:
         # No raylet dump in normal mode.
         assert "Worker exit type" not in stdout + stderr, stdout + stderr
         rows = assert_complete(run_dir, 1)
+        # The trial finished: its checkpoints and best weights went with the run's end.
+        assert not list(run_dir.glob("*/checkpoint_*"))
+        assert not list(run_dir.glob("artifacts/*/best_weights_epoch*.pt"))
+        assert "checkpoints: removed 2 checkpoint(s) and " in stdout  # num_to_keep 2
 
         reference_dir = tmp_path / "mnist_attention" / "straight"
-        out = cli("run", *sweep("none"), "--storage", str(tmp_path), "--name", "straight")
+        out = cli("run", *sweep("none"), "--storage", str(tmp_path), "--name", "straight",
+                  "--keep-checkpoints", "--keep-best")
         assert out.returncode == 0, out.stderr[-2000:]
         assert_same_training(rows, epochs(reference_dir))
+        assert len(list(reference_dir.glob("*/checkpoint_*"))) == 2  # num_to_keep
+        assert len(list(reference_dir.glob("artifacts/*/best_weights_epoch*.pt"))) >= 1
 
     def test_a_worker_lost_with_no_retries_left_is_told_with_the_resume_command(self, tmp_path):
         run_dir = tmp_path / "mnist_attention" / "noretry"

@@ -31,6 +31,13 @@ def add_parser(commands) -> None:
                        help="restart a trial whose worker or node is lost up to N times, from "
                             "its last checkpoint (default: 2 with --address, 0 locally); a "
                             "trial whose own code raises is never retried")
+    where.add_argument("--keep-checkpoints", action="store_true",
+                       help="keep the checkpoints of trials that finished (default: deleted "
+                            "when the run ends; errored and unfinished trials always keep "
+                            "theirs for --resume)")
+    where.add_argument("--keep-best", action="store_true",
+                       help="keep each finished trial's best weights as "
+                            "artifacts/<trial>/best_weights_epochNNNN.pt (default: deleted)")
     out = parser.add_argument_group("output")
     out.add_argument("-v", "--verbose", action="count", default=0, help="every epoch, and Ray's own logs")
     out.add_argument("-q", "--quiet", action="store_true", help="only the final table")
@@ -84,6 +91,13 @@ def run(args: argparse.Namespace) -> int:
     if code == 130:
         return code
     _summarise(target.location, quiet=level == 0)
+    if not args.keep_checkpoints:
+        from orchestrator.checkpoints import clean_checkpoints, describe
+
+        removed = clean_checkpoints(target.location, keep_best=args.keep_best)
+        if level and removed["files"]:
+            print(f"checkpoints: {describe(removed)} (--keep-checkpoints keeps them)",
+                  flush=True)
     line = errors_line(target, command)
     if line:
         print(line, file=sys.stderr, flush=True)
