@@ -167,7 +167,15 @@ def make_plan(experiment: Experiment, options: SweepOptions, *, check_files: boo
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise UserError(f"train.epochs={epochs!r}: must be one integer >= 1 (ASHA's max_t)")
     protocol = None
+    grace_period = experiment.grace_period or max(1, math.ceil(epochs / 5))
     if samples > 1:
+        if scheduler == "halving-per-variant" and not has_path(space, "train.checkpoint_at"):
+            # A candidate waits at each rung paused, and a paused trial restarts from its
+            # last checkpoint: one at every rung, whatever the checkpoint cadence.
+            from orchestrator.halving import halving_rungs
+
+            set_path(space, "train.checkpoint_at", list(halving_rungs(
+                epochs, min(grace_period, epochs), experiment.reduction_factor)))
         space, holdout_note = _validation_apart_from_test(space, experiment, options.overrides)
         if holdout_note:
             notes.append(holdout_note)
@@ -215,8 +223,7 @@ def make_plan(experiment: Experiment, options: SweepOptions, *, check_files: boo
         cpus=options.cpus_per_trial if options.cpus_per_trial is not None else resources.cpu,
         gpus=options.gpus_per_trial if options.gpus_per_trial is not None else resources.gpu,
         max_concurrent=options.max_concurrent, max_t=epochs,
-        grace_period=experiment.grace_period or max(1, math.ceil(epochs / 5)),
-        notes=tuple(notes),
+        grace_period=grace_period, notes=tuple(notes),
         reported=reported, reported_note=reported_note, tuned=tuned, protocol=protocol,
         data_missing=data_missing, seed_rule=rule, untuned=untuned, max_trials=max_trials,
     )

@@ -122,7 +122,7 @@ def test_best_weights_are_written_once_per_improvement_and_named_by_the_checkpoi
         report(metrics, state)
         kept_after.append(files.names())
 
-    fit(Scripted(), _scripted_data(), TrainConfig(epochs=7, batch_size=4),
+    fit(Scripted(), _scripted_data(), TrainConfig(epochs=7, batch_size=4, checkpoint_every=1),
         report=noting, generator=seed_everything(0))
     assert files.written == ["maps.npz", best_weights_name(1), best_weights_name(2),
                              best_weights_name(5)]
@@ -238,7 +238,7 @@ def test_a_checkpoint_naming_best_weights_needs_the_artifacts(tmp_path):
 
 def test_without_a_run_location_the_checkpoint_keeps_the_best_weights(tmp_path, one_thread):
     storage = Storage(tmp_path)
-    fit(Scripted(), _scripted_data(), TrainConfig(epochs=2, batch_size=4),
+    fit(Scripted(), _scripted_data(), TrainConfig(epochs=2, batch_size=4, checkpoint_every=1),
         report=checkpoint_reporter(storage.send, None), generator=seed_everything(0))
     state = storage.state(1)
     assert "best_state_file" not in state and int(state["best_state"]["tag"]) == 2
@@ -273,7 +273,7 @@ def test_a_frozen_resnet_backbone_is_left_out_and_a_rebuilt_model_resumes_exactl
     x = torch.randn(6, 3, 2, 32, 32, generator=g)
     y = torch.tensor([0, 1, 0, 1, 0, 1])
     data = DeviceSplits(x, y, x[:4], y[:4], x[:4], y[:4], 2)
-    cfg = TrainConfig(epochs=3, batch_size=3, lr=0.01)
+    cfg = TrainConfig(epochs=3, batch_size=3, lr=0.01, checkpoint_every=1)
 
     def run(resume=None, seed=0):
         rows, states = [], []
@@ -430,7 +430,8 @@ def test_describe_is_one_line_for_the_cli():
 def test_a_real_sweep_writes_best_weights_once_and_cleans_to_nothing(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "orchestrator", "run", "mnist_attention", "--smoke", "--seeds",
-         "1", "--set", "model.attention=[none,se]", "--set", "train.epochs=3", "--storage",
+         "1", "--set", "model.attention=[none,se]", "--set", "train.epochs=3",
+         "--set", "train.checkpoint_every=1", "--keep-checkpoints", "--storage",
          str(tmp_path), "--name", "clean", "-q"],
         cwd=ROOT, text=True, capture_output=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -254,3 +254,18 @@ def test_a_conflicting_metric_or_mode_from_tune_is_refused():
                             grace_period=1, reduction_factor=3, candidates=3)
     assert fresh.set_search_properties("val_loss", "min")   # none given: Tune's are taken
     assert not fresh.set_search_properties("val_loss", "max")
+
+
+def test_a_tuned_halving_run_checkpoints_its_candidates_at_every_rung():
+    """A candidate paused at a rung restarts from its last checkpoint: one must be there."""
+    from orchestrator.plan import SweepOptions, make_plan
+    from search_spaces.registry import load_experiment
+
+    exp = load_experiment("mnist_attention")
+    plan = make_plan(exp, SweepOptions(samples=4))
+    rungs = halving_rungs(plan.max_t, plan.grace_period, exp.reduction_factor)
+    assert rungs and plan.space["train"]["checkpoint_at"] == list(rungs)
+    config = plan.protocol.arms[0].with_values({}, seed=0, stage="tune", draw=0)
+    assert config["train"]["checkpoint_at"] == list(rungs)
+    # Untuned runs pause nothing: their cadence is the automatic one.
+    assert "checkpoint_at" not in make_plan(exp, SweepOptions()).space["train"]

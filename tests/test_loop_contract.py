@@ -80,6 +80,9 @@ def _fit(model: nn.Module, data, *, seed: int = 0, resume: dict | None = None,
          on_finish=None, context=None, augment=None, **train) -> Run:
     """fit() with every report copied as it arrives: a reporter persists the checkpoint at
     once (Ray writes it to disk), so later training must not show through it."""
+    # What a checkpoint holds is tested on one per epoch; the cadence tests pass
+    # checkpoint_every=0 (automatic) or their own.
+    train.setdefault("checkpoint_every", 1)
     generator = seed_everything(seed)
     rows: list[dict] = []
     states: list[dict | None] = []
@@ -812,10 +815,12 @@ def test_checkpoint_every_n_counts_epochs_from_the_start_of_the_trial():
     assert _due(2, wall_s=0.0, since_s=0.0, checkpoint_every=2)
 
 
-def test_automatic_cadence_is_every_short_epoch_else_every_ten_minutes():
+def test_automatic_cadence_is_thirty_seconds_for_short_epochs_else_ten_minutes():
     assert loop.AUTO_EVERY_EPOCH_UNDER_S == 60.0 and loop.AUTO_INTERVAL_S == 600.0
+    assert loop.AUTO_SHORT_INTERVAL_S == 30.0
     for auto in ({}, {"checkpoint_every": None}, {"checkpoint_every": 0}):
-        assert _due(7, wall_s=59.9, since_s=0.0, **auto)
+        assert not _due(7, wall_s=59.9, since_s=29.9, **auto)
+        assert _due(7, wall_s=59.9, since_s=30.0, **auto)
         assert not _due(7, wall_s=60.0, since_s=599.9, **auto)
         assert _due(7, wall_s=60.0, since_s=600.0, **auto)
         assert _due(7, wall_s=3000.0, since_s=3000.0, **auto)
@@ -841,17 +846,19 @@ def test_checkpoint_every_two_reports_rows_without_checkpoints_between(cpu):
 
 
 def test_automatic_cadence_follows_the_measured_epoch_wall_time(cpu, wall):
-    # Fit starts at 0. Epochs of 30 s checkpoint each; then epochs of 4 minutes checkpoint
+    # Fit starts at 0. Epochs of 30 s checkpoint each (30 s since the last); then epochs of
+    # 4 minutes checkpoint
     # once 600 s have passed since the last (at 60): at epoch 5's end (780, not 540 or
     # 1020); epoch 7 ends the trial.
     wall.extend([0.0, 0.0, 30.0, 30.0, 60.0, 60.0, 300.0, 300.0, 540.0, 540.0, 780.0,
                  780.0, 1020.0, 1020.0, 1260.0])
-    run = _fit(_linear(), _splits(), epochs=7, batch_size=16)
+    run = _fit(_linear(), _splits(), epochs=7, batch_size=16, checkpoint_every=0)
     assert not wall
     assert [s and s["epoch"] for s in run.states] == [1, 2, None, None, 5, None, 7]
     # The clock restarts at a resume: 9 minutes since then is not yet 10.
     wall.extend([0.0, 0.0, 270.0, 270.0, 540.0, 540.0, 600.0])
-    resumed = _fit(_linear(), _splits(), epochs=8, batch_size=16, resume=run.states[4])
+    resumed = _fit(_linear(), _splits(), epochs=8, batch_size=16, resume=run.states[4],
+                   checkpoint_every=0)
     assert [s and s["epoch"] for s in resumed.states] == [None, None, 8]
 
 

@@ -55,8 +55,8 @@ class TrainConfig:
     divergence_check_every: int = 25  # steps between device syncs that look for a non-finite loss
     channels_last: bool = False
     compile: bool = False            # torch.compile the model
-    # Epochs between checkpoints; none or 0: automatic (every epoch while an epoch takes
-    # under a minute, else one at least 10 minutes after the last). The last epoch (finished
+    # Epochs between checkpoints; none or 0: automatic (while an epoch takes under a
+    # minute, one at least 30 s after the last, else one at least 10 minutes after it). The last epoch (finished
     # or stopped on patience) always checkpoints; a diverged trial never does.
     checkpoint_every: int | None = None
     # Epochs that always checkpoint whatever the cadence: where a scheduler may pause the

@@ -6,7 +6,7 @@ report. The last report of a trial carries its outcome (status, stopped_by, test
 the best weights), so the caller needs no second channel to learn how a trial ended.
 
 Checkpoints are sized to the job: an epoch reports one when ``train.checkpoint_every`` says
-so (automatic by default: every epoch while epochs are short, else every ten minutes), and
+so (automatic by default: every 30 s while epochs are short, else every ten minutes), and
 the last epoch always does. They hold what the trial changes and nothing it cannot:
 frozen parameters (and the buffers of frozen modules kept in eval mode) come back from the
 rebuilt model on resume, checked against a fingerprint. The best weights sit in the
@@ -37,9 +37,14 @@ Reporter = Callable[[dict[str, Any], dict[str, Any] | None], None]
 # 2: frozen state left out (frozen_keys, frozen_sha256); checkpoints not every epoch.
 CHECKPOINT_VERSION = 2
 
-# Automatic cadence (train.checkpoint_every none or 0): every epoch while an epoch takes
-# less than AUTO_EVERY_EPOCH_UNDER_S, else once AUTO_INTERVAL_S have passed since the last.
+# Automatic cadence (train.checkpoint_every none or 0): while an epoch takes less than
+# AUTO_EVERY_EPOCH_UNDER_S, once AUTO_SHORT_INTERVAL_S have passed since the last checkpoint
+# (so a lost worker costs at most that much training); longer epochs, once AUTO_INTERVAL_S
+# have passed (their models are the large ones). Not every short epoch: Ray snapshots the
+# whole experiment's state whenever a trial writes num_to_keep checkpoints between two of
+# its periodic (>= 10 s) snapshots, so checkpoints seconds apart mean a snapshot each.
 AUTO_EVERY_EPOCH_UNDER_S = 60.0
+AUTO_SHORT_INTERVAL_S = 30.0
 AUTO_INTERVAL_S = 600.0
 # Wall time for the cadence (epoch_time_s in the rows uses time.perf_counter).
 _wall_clock = time.monotonic
@@ -225,7 +230,8 @@ def checkpoint_due(epoch: int, cfg: TrainConfig, *, epoch_wall_s: float,
         return True
     if cfg.checkpoint_every:
         return epoch % cfg.checkpoint_every == 0
-    return epoch_wall_s < AUTO_EVERY_EPOCH_UNDER_S or since_last_s >= AUTO_INTERVAL_S
+    short = epoch_wall_s < AUTO_EVERY_EPOCH_UNDER_S
+    return since_last_s >= (AUTO_SHORT_INTERVAL_S if short else AUTO_INTERVAL_S)
 
 
 def frozen_state_keys(model: nn.Module) -> frozenset[str]:
