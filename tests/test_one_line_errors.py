@@ -285,3 +285,21 @@ def test_preflight_checks_each_root_of_a_grid(tmp_path, bad_cifar):
         smoke=True, overrides=(f"data.root=[{tmp_path / 'good'},{bad_cifar}]",)))
     with pytest.raises(UserError, match=f"under {bad_cifar}"):
         check_space(plan.space)
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"name": "reduced_mnist", "split_seed": -1}, r"data.split_seed=-1 must be an integer in \[0, 2\*\*32\)"),
+    ({"name": "cifar10", "split_seed": 2**32}, r"data.split_seed=4294967296 must be an integer"),
+    ({"name": "fsdd", "val_fraction": 1.0}, r"data.val_fraction=1.0 must be in \[0, 1\)"),
+    ({"name": "fsdd", "test_fraction": -0.1}, r"data.test_fraction=-0.1 must be in \[0, 1\)"),
+    ({"name": "cifar10", "limit_train": 0}, r"data.limit_train=0 must be >= 1"),
+    ({"name": "wlasl", "decode_workers": 0}, r"data.decode_workers=0 must be >= 1"),
+])
+def test_data_values_numpy_or_a_split_would_refuse_are_refused_on_the_driver(values, message):
+    from trainables.config import ConfigError
+    from trainables.data.registry import parse_data_config
+
+    with pytest.raises(ConfigError, match=message):
+        parse_data_config(values)
+    fine = {key: value for key, value in values.items() if key == "name"}
+    parse_data_config(fine)

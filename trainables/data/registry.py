@@ -6,6 +6,7 @@ without loading anything large.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 from collections.abc import Callable
@@ -425,7 +426,28 @@ def parse_data_config(values: dict[str, Any]) -> Any:
     name = values.get("name")
     if name is None:
         raise ConfigError("data.name is missing; choose from " + ", ".join(DATASETS))
-    return parse(dataset_spec(name).config, values, "data")
+    cfg = parse(dataset_spec(name).config, values, "data")
+    _check_common_ranges(cfg)
+    return cfg
+
+
+# Keys every dataset config names the same way, with the range their users (numpy's
+# generators, the stratified splits, the size caps) accept; each config checks its own.
+_SEED_LIMIT = 2**32
+
+
+def _check_common_ranges(cfg: Any) -> None:
+    """Refuse on the driver what numpy or a split would refuse deep inside every trial."""
+    for field_ in dataclasses.fields(cfg):
+        key, value = field_.name, getattr(cfg, field_.name)
+        if value is None or isinstance(value, bool):
+            continue
+        if key.endswith("seed") and not (isinstance(value, int) and 0 <= value < _SEED_LIMIT):
+            raise ConfigError(f"data.{key}={value} must be an integer in [0, 2**32)")
+        if key.endswith("fraction") and not 0 <= value < 1:
+            raise ConfigError(f"data.{key}={value} must be in [0, 1)")
+        if key.startswith(("limit_", "decode_workers")) and value < 1:
+            raise ConfigError(f"data.{key}={value} must be >= 1 (or none)")
 
 
 def load_dataset(values: dict[str, Any]) -> Any:
