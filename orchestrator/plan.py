@@ -51,7 +51,7 @@ class SweepOptions:
     samples: int | None = None
     max_concurrent: int | None = None
     cpus_per_trial: float | None = None
-    gpus_per_trial: float | None = None
+    gpus_per_trial: float | str | None = None   # a number, or "auto" (measured; gpu_packing)
     data_root: str | None = None
     smoke: bool = False
     search_seed: int | None = None
@@ -93,6 +93,9 @@ class Plan:
     # to (the grid cannot); None otherwise.
     untuned: TuningProtocol | None = None
     max_trials: int = 0       # the most trials the run can have (n_trials unless adaptive)
+    # --gpus-per-trial auto: `gpus` (1 until then) is chosen by a memory probe before the
+    # sweep (orchestrator.gpu_packing).
+    gpus_auto: bool = False
 
     @property
     def searched(self) -> TuningProtocol | None:
@@ -221,7 +224,9 @@ def make_plan(experiment: Experiment, options: SweepOptions, *, check_files: boo
         experiment=experiment, space=space, variant_keys=variant_keys, num_samples=num_samples,
         n_trials=n_trials, scheduler=scheduler, search=search,
         cpus=options.cpus_per_trial if options.cpus_per_trial is not None else resources.cpu,
-        gpus=options.gpus_per_trial if options.gpus_per_trial is not None else resources.gpu,
+        gpus=(1.0 if options.gpus_per_trial == "auto" else options.gpus_per_trial
+              if options.gpus_per_trial is not None else resources.gpu),
+        gpus_auto=options.gpus_per_trial == "auto",
         max_concurrent=options.max_concurrent, max_t=epochs,
         grace_period=grace_period, notes=tuple(notes),
         reported=reported, reported_note=reported_note, tuned=tuned, protocol=protocol,

@@ -63,7 +63,7 @@ def _trainable(kind: str, cpus: float, gpus: float, run_location: str, metric: s
 
     return tune.with_resources(
         tune.with_parameters(tune_trainable, kind=kind, cpus=cpus, run_location=run_location,
-                             checkpoints_kept=CHECKPOINTS_KEPT, metric=metric),
+                             checkpoints_kept=CHECKPOINTS_KEPT, metric=metric, gpus=gpus),
         {"cpu": cpus, "gpu": gpus})
 
 
@@ -236,11 +236,28 @@ def fit_to_cluster(plan: Plan, *, explicit_gpus: bool, explicit_cpus: bool = Fal
     if available > 0:
         return plan
     if explicit_gpus:
-        raise UserError(f"--gpus-per-trial {plan.gpus:g} but the Ray cluster has no GPU; "
+        asked = "auto" if plan.gpus_auto else f"{plan.gpus:g}"
+        raise UserError(f"--gpus-per-trial {asked} but the Ray cluster has no GPU; "
                         "drop the flag to run on CPU or connect with --address to a GPU cluster")
     note = (f"the preset asks for {plan.gpus:g} GPU per trial but this cluster has none: "
             "running on CPU")
     return dataclasses.replace(plan, gpus=0.0, notes=(*plan.notes, note))
+
+
+def _pack_gpus(plan: Plan, verbosity: int) -> tuple[Plan, dict[str, Any]]:
+    """--gpus-per-trial auto: probe the arms' GPU footprint, pick the fraction, say why."""
+    from orchestrator.gpu_packing import choose_packing, gpu_node_cpus, probe_cluster
+
+    if verbosity > 0:
+        print("--gpus-per-trial auto: measuring each arm's GPU memory on one GPU "
+              "(a few training steps)...", flush=True)
+    footprint = probe_cluster(plan.space, plan.variant_keys, plan.experiment.trainable)
+    node_cpus, gpus_per_node = gpu_node_cpus()
+    packing = choose_packing(footprint, cpus_per_trial=plan.cpus, node_cpus=node_cpus,
+                             gpus_per_node=gpus_per_node)
+    plan = dataclasses.replace(plan, gpus=packing.fraction,
+                               notes=(*plan.notes, packing.describe()))
+    return plan, packing.record()
 
 
 def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
@@ -264,10 +281,17 @@ def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
                           explicit_cpus=options.cpus_per_trial is not None)
     if max_failures is None:
         max_failures = default_max_failures(address)
+    packing = None
     if resume:
         previous = RunFiles(target.location).read_json("meta.json")
         max_failures = previous.get("max_failures", max_failures)
-    write_meta(target, plan, argv, options, max_failures=max_failures)
+        packing = previous.get("gpu_packing")
+        if plan.gpus_auto and packing:  # the trials already running were packed so
+            plan = dataclasses.replace(plan, gpus=packing["fraction"])
+    elif plan.gpus_auto:
+        plan, packing = _pack_gpus(plan, verbosity)
+    write_meta(target, plan, argv, options, max_failures=max_failures,
+               **({"gpu_packing": packing} if packing else {}))
     if verbosity > 0:
         verb = "resuming" if resume else "running"
         count = (f"{plan.n_trials} to {plan.max_trials}" if plan.adaptive

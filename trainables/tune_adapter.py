@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -181,12 +182,13 @@ def checkpoint_reporter(send: Callable[[dict[str, Any], str | None], None],
 
 def tune_trainable(config: dict[str, Any], *, kind: str, cpus: float = 1.0,
                    run_location: str | None = None, checkpoints_kept: int = 2,
-                   metric: str = "val_acc") -> None:
+                   metric: str = "val_acc", gpus: float = 0.0) -> None:
     """Ray Tune function trainable for every modality (``kind`` picks the trial builder).
 
     ``checkpoints_kept``: the run's ``CheckpointConfig.num_to_keep``, which decides how many
     best-weight files the trial keeps while it runs (see ``BestWeights``). ``metric``: the
-    run's, which every report must carry (the error report too).
+    run's, which every report must carry (the error report too). ``gpus``: the trial's share
+    of a GPU, which a CUDA out-of-memory error names.
 
     An exception of the trial's own code is reported (``status="error"``, its traceback in
     the trial's artifacts as error.txt) before it propagates: the driver's RetryPolicy reads
@@ -225,7 +227,7 @@ def tune_trainable(config: dict[str, Any], *, kind: str, cpus: float = 1.0,
         _run(kind)(config, report=checkpoint_reporter(send, best), resume=resume,
                    device=device, artifacts=artifacts)
     except Exception as err:
-        tune.report(own_error_report(err, metric, artifacts))
+        tune.report(own_error_report(err, metric, artifacts, gpus=gpus))
         raise
 
 
@@ -240,9 +242,14 @@ def _injected_error_epoch() -> int | None:
 
 
 def own_error_report(err: BaseException, metric: str,
-                     artifacts: Callable[[str, bytes], None] | None) -> dict[str, Any]:
+                     artifacts: Callable[[str, bytes], None] | None,
+                     gpus: float = 0.0) -> dict[str, Any]:
     """The last report of a trial whose code raised ``err``: the row says why in one line,
-    error.txt in its artifacts keeps the traceback."""
+    error.txt in its artifacts keeps the traceback.
+
+    Out of GPU memory with a fractional GPU is the packing's fault more often than the
+    trial's (Ray's fractions do not limit memory): the line says how many trials shared it.
+    """
     import traceback
 
     if artifacts is not None:
@@ -251,4 +258,8 @@ def own_error_report(err: BaseException, metric: str,
             artifacts("error.txt", text.encode())
     first_line = (str(err).strip().splitlines() or [""])[0]
     line = f"{type(err).__name__}: {first_line}" if first_line else type(err).__name__
+    if isinstance(err, torch.cuda.OutOfMemoryError) and 0 < gpus < 1:
+        line = (f"CUDA out of memory at {gpus:g} GPU per trial (up to {math.floor(1 / gpus)} "
+                "trials share a GPU, and Ray does not split its memory): pack fewer with a "
+                "larger --gpus-per-trial (or auto), or lower train.batch_size; " + line)
     return {metric: float("nan"), "status": "error", "stopped_by": "error", "error": line[:500]}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from orchestrator.errors import UserError
 
 
@@ -67,8 +69,21 @@ def add_sweep_arguments(parser) -> None:
     resources = parser.add_argument_group("resources")
     resources.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
     resources.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the preset's)")
-    resources.add_argument("--gpus-per-trial", type=float,
-                           help="GPUs per trial; fractions pack several trials on one GPU (e.g. 0.25)")
+    resources.add_argument("--gpus-per-trial", type=_gpus,
+                           help="GPUs per trial; fractions pack several trials on one GPU "
+                                "(e.g. 0.25); auto: a probe trains a few steps of each arm "
+                                "on a GPU first and packs as many trials as fit 85%% of its "
+                                "memory and the node's CPUs")
+
+
+def _gpus(text: str) -> float | str:
+    """A number of GPUs per trial, or "auto": measured by a probe before the sweep."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number (e.g. 0.25) or auto") from None
 
 
 def sweep_options(args):
@@ -79,7 +94,7 @@ def sweep_options(args):
         if value is not None and value < 1:
             raise UserError(f"{flag} {value}: must be at least 1")
     for flag, value in (("--cpus-per-trial", args.cpus_per_trial), ("--gpus-per-trial", args.gpus_per_trial)):
-        if value is not None and value < 0:
+        if isinstance(value, float) and value < 0:
             raise UserError(f"{flag} {value}: must not be negative")
     return SweepOptions(
         overrides=tuple(args.overrides), profiles=tuple(args.profiles), seeds=args.seeds, scheduler=args.scheduler,

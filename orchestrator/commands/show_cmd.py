@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     _print_tuned(exp, plan)
     if plan.data_missing:
         print(f"data:       not on this machine, `run` needs it: {plan.data_missing}")
-    print(f"resources:  {plan.cpus:g} CPU, {plan.gpus:g} GPU per trial"
+    gpus = "auto (measured before the sweep)" if plan.gpus_auto else f"{plan.gpus:g}"
+    print(f"resources:  {plan.cpus:g} CPU, {gpus} GPU per trial"
           + (f", at most {plan.max_concurrent} at once" if plan.max_concurrent else ""))
     for note in plan.notes:
         print(f"note:       {note}")
