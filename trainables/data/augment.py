@@ -8,7 +8,9 @@ batch cost a few kernel launches whatever the batch size.
 
 Random numbers come from a CPU ``torch.Generator`` owned by the trial, so the crops are the
 same on CPU and GPU and a trial resumed with its generator state reproduces them; they move
-to the device in one transfer per batch.
+to the device in one transfer per batch, from pinned memory and without waiting
+(`to_device_async`), so no step makes the host wait for the device. Nothing else crosses:
+fill values are written by ``fill_`` with Python numbers, never built as a host tensor.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+
+from trainables.data.batches import to_device_async
 
 
 def fill_for(mean: Sequence[float], std: Sequence[float]) -> tuple[float, ...]:
@@ -48,21 +52,29 @@ class RandomCropFlip:
         self.generator = generator
 
     def _draw(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 2) crop offsets and (B,) flip flags, drawn on the CPU and moved in one copy."""
+        """(B, 2) crop offsets and (B,) flip flags, drawn on the CPU and moved in one copy
+        that does not wait for the device."""
         offsets = (torch.randint(0, 2 * self.padding + 1, (batch, 2), generator=self.generator)
                    if self.padding else torch.zeros(batch, 2, dtype=torch.int64))
         flips = (torch.rand(batch, generator=self.generator) < 0.5 if self.flip
                  else torch.zeros(batch, dtype=torch.bool))
-        packed = torch.cat([offsets, flips.long()[:, None]], dim=1).to(device)
+        packed = to_device_async(torch.cat([offsets, flips.long()[:, None]], dim=1), device)
         return packed[:, :2], packed[:, 2].bool()
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         p = self.padding
-        fill = torch.as_tensor(self.fill, dtype=x.dtype, device=x.device).reshape(-1)
-        if fill.numel() not in (1, c):
-            raise ValueError(f"fill has {fill.numel()} values for {c} channels")
-        padded = fill.reshape(1, -1, 1, 1).expand(b, c, h + 2 * p, w + 2 * p).contiguous()
+        fill = (self.fill,) if isinstance(self.fill, int | float) else tuple(self.fill)
+        if len(fill) not in (1, c):
+            raise ValueError(f"fill has {len(fill)} values for {c} channels")
+        # fill_ takes the value as a kernel argument; a tensor made from the Python values
+        # would be a blocking host-to-device copy every step.
+        padded = x.new_empty(b, c, h + 2 * p, w + 2 * p)
+        if len(set(fill)) == 1:
+            padded.fill_(fill[0])
+        else:
+            for channel, value in enumerate(fill):
+                padded[:, channel].fill_(value)
         padded[:, :, p : p + h, p : p + w] = x
         return padded
 
@@ -136,7 +148,7 @@ class SpectrogramMask:
                                generator=self.generator)
         starts = (torch.rand(batch, self.count, generator=self.generator)
                   * (size - widths + 1)).long()
-        bounds = torch.stack([starts, starts + widths]).to(device)  # (2, B, count)
+        bounds = to_device_async(torch.stack([starts, starts + widths]), device)  # (2, B, count)
         position = torch.arange(size, device=device)[None, None, :]
         inside = (position >= bounds[0][..., None]) & (position < bounds[1][..., None])
         return inside.any(dim=1)

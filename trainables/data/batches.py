@@ -7,6 +7,13 @@ The loop should not care which: it asks for one epoch of training batches and fo
 evaluation batches, and both kinds of data answer. Evaluation batches carry an optional
 *group* per example (the video a clip came from), so accuracy can be scored per video by
 majority vote over its clips, as video papers report it, instead of per clip.
+
+No step may make the host wait for the device. On CUDA a copy from ordinary (pageable) host
+memory, or any copy without ``non_blocking=True``, waits for every kernel already queued, and
+so do ``.item()``, ``bool()``, ``int()`` and ``.tolist()`` of a device tensor and indexing a
+device tensor with a host index tensor. What a step needs from the host is therefore drawn
+before the epoch (or on the host, per batch) and sent with `to_device_async`; the loop's
+deliberate syncs (its divergence check every few steps, the end of an epoch) are the only ones.
 """
 
 from __future__ import annotations
@@ -51,10 +58,32 @@ class TrialData(Protocol):
                      max_batches: int | None) -> Iterator[EvalBatch]: ...
 
 
+def to_device_async(host: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``host`` on ``device`` without making the host wait for the device.
+
+    On CUDA the tensor is copied into pinned memory and sent with ``non_blocking=True``: the
+    copy is queued behind the work already on the stream, which is the order every later use
+    needs. The pinned block is not reused before the copy has read it (the caching host
+    allocator records an event for it), so the caller may drop ``host`` at once. Elsewhere a
+    plain ``.to``.
+    """
+    if device.type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
+
+
 class IndexedBatches:
-    """Training batches as index slices of device-resident tensors."""
+    """Training batches as index slices of device-resident tensors.
+
+    Indices not yet on the data's device travel there once, together, when the epoch is
+    built: indexing a device tensor with a host index would copy (and wait) every step.
+    """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, order: list[torch.Tensor]) -> None:
+        if any(idx.device != x.device for idx in order):
+            sizes = [len(idx) for idx in order]
+            moved = to_device_async(torch.cat([idx.cpu() for idx in order]), x.device)
+            order = list(moved.split(sizes))
         self.x, self.y, self.order = x, y, order
 
     def __len__(self) -> int:

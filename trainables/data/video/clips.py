@@ -8,6 +8,10 @@ gathers the next batch's uint8 frames from the memory-mapped store into pinned m
 the device trains on the current one; the device does the crop, flip, scaling and
 normalisation. Validation covers each video with evenly spaced centre-cropped windows and
 tags every clip with its video, so the loop scores videos by majority vote.
+
+No step waits for the device: the frames cross from pinned memory without blocking, and the
+labels, flip flags and video ids of a whole epoch (or evaluation) cross in one such copy
+before its first batch; each batch takes a slice of them (see `trainables.data.batches`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from trainables.data.batches import EvalBatch
+from trainables.data.batches import EvalBatch, to_device_async
 from trainables.data.video.sampling import covering_starts, random_starts, window
 from trainables.data.video.store import ClipStore
 
@@ -69,8 +73,6 @@ class ClipData:
         self.device = device
         self.num_classes = splits.num_classes
         self.val_is_test = splits.val_is_test
-        store = splits.store
-        self._labels = torch.from_numpy(store.label).to(device)
         self._mean = torch.tensor(splits.mean, device=device).view(1, 3, 1, 1, 1) * 255
         self._std = torch.tensor(splits.std, device=device).view(1, 3, 1, 1, 1) * 255
 
@@ -99,7 +101,10 @@ class ClipData:
         batches = [slice(i, i + batch_size) for i in range(0, count, batch_size)]
         if max_batches is not None:
             batches = batches[:max_batches]
-        plan = [(order[b], starts[b], tops[b], lefts[b], flips[b]) for b in batches]
+        # The epoch's labels and flip flags cross once, now; each batch slices them.
+        labels, flip_mask = self._send(store.label[order], flips)
+        plan = [_Batch(order[b], starts[b], tops[b], lefts[b], flips[b], labels[b], flip_mask[b])
+                for b in batches]
         return ClipBatches(self, plan)
 
     # ---- evaluation ---------------------------------------------------------------------
@@ -115,19 +120,27 @@ class ClipData:
         height, width = store.frames.shape[1:3]
         crop = self.splits.crop
         top, left = (height - crop) // 2, (width - crop) // 2
-        plan = []
-        for number, first in enumerate(range(0, len(clips), batch_size)):
-            if max_batches is not None and number >= max_batches:
-                break
-            chunk = clips[first: first + batch_size]
-            ids = np.array([video for video, _ in chunk], dtype=np.int64)
-            starts = np.array([start for _, start in chunk], dtype=np.int64)
-            size = len(chunk)
-            plan.append((ids, starts, np.full(size, top), np.full(size, left),
-                         np.zeros(size, dtype=bool)))
-        for (ids, *_), x in zip(plan, _prefetched(self, plan), strict=True):
-            groups = torch.from_numpy(ids).to(self.device)
-            yield x, self._labels[groups], groups
+        batches = [slice(first, first + batch_size) for first in range(0, len(clips), batch_size)]
+        if max_batches is not None:
+            batches = batches[:max_batches]
+        clips = clips[: batches[-1].stop] if batches else []
+        ids = np.array([video for video, _ in clips], dtype=np.int64)
+        starts = np.array([start for _, start in clips], dtype=np.int64)
+        # Video ids and labels of the whole evaluation cross once, before its first batch.
+        groups, labels = self._send(ids, store.label[ids])
+        size = len(clips)
+        tops, lefts, flips = np.full(size, top), np.full(size, left), np.zeros(size, dtype=bool)
+        plan = [_Batch(ids[b], starts[b], tops[b], lefts[b], flips[b], labels[b], None, groups[b])
+                for b in batches]
+        for batch, x in zip(plan, _prefetched(self, plan), strict=True):
+            yield x, batch.labels, batch.groups
+
+    def _send(self, *columns: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """Equal-length integer or bool host columns on the device, in one copy that does not
+        wait for it; bool columns come back bool, the rest int64."""
+        packed = to_device_async(torch.from_numpy(np.stack(columns).astype(np.int64)), self.device)
+        return tuple(row.bool() if c.dtype == bool else row
+                     for row, c in zip(packed, columns, strict=True))
 
     # ---- shared -------------------------------------------------------------------------
     def gather(self, ids: np.ndarray, starts: np.ndarray) -> torch.Tensor:
@@ -142,8 +155,11 @@ class ClipData:
         return host.pin_memory() if self.device.type == "cuda" else host
 
     def finish(self, host: torch.Tensor, tops: np.ndarray, lefts: np.ndarray,
-               flips: np.ndarray) -> torch.Tensor:
-        """On the device: crop, flip, scale and normalise to float (B, 3, T, crop, crop)."""
+               flips: np.ndarray, flip_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """On the device: crop, flip, scale and normalise to float (B, 3, T, crop, crop).
+
+        ``flips`` (host) says whether any clip flips; ``flip_mask`` is the same flags already
+        on the device (required when any does), so flipping copies nothing per batch."""
         frames = host.to(self.device, non_blocking=True)
         crop = self.splits.crop
         if len(set(tops.tolist())) == 1 and len(set(lefts.tolist())) == 1:
@@ -155,40 +171,56 @@ class ClipData:
                                                         strict=True)])
         x = frames.permute(0, 4, 1, 2, 3).float()  # (B, 3, T, H, W)
         if flips.any():
-            mask = torch.from_numpy(flips).to(self.device).view(-1, 1, 1, 1, 1)
-            x = torch.where(mask, x.flip(-1), x)
+            if flip_mask is None:
+                raise ValueError("flipping needs the flip flags on the device (flip_mask)")
+            x = torch.where(flip_mask.view(-1, 1, 1, 1, 1), x.flip(-1), x)
         return x.sub_(self._mean).div_(self._std)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One batch's windows (host arrays, for the gather and the crop) and what the step
+    needs on the device: labels, flip flags and video ids, slices of one copy per epoch."""
+
+    ids: np.ndarray          # positions in the store
+    starts: np.ndarray       # first stored frame of each window
+    tops: np.ndarray
+    lefts: np.ndarray
+    flips: np.ndarray        # host flags: whether to flip at all
+    labels: torch.Tensor     # on the device
+    flip_mask: torch.Tensor | None  # the flags on the device; None in evaluation
+    groups: torch.Tensor | None = None  # the video ids on the device (evaluation)
 
 
 class ClipBatches:
     """One epoch of training batches whose windows, crops and flips are already drawn."""
 
-    def __init__(self, data: ClipData, plan: list[tuple[np.ndarray, ...]]) -> None:
+    def __init__(self, data: ClipData, plan: list[_Batch]) -> None:
         self.data, self.plan = data, plan
 
     def __len__(self) -> int:
         return len(self.plan)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for (ids, *_), x in zip(self.plan, _prefetched(self.data, self.plan), strict=True):
-            yield x, self.data._labels[torch.from_numpy(ids).to(self.data.device)]
+        for batch, x in zip(self.plan, _prefetched(self.data, self.plan), strict=True):
+            yield x, batch.labels
 
 
-def _prefetched(data: ClipData, plan: list[tuple[np.ndarray, ...]]) -> Iterator[torch.Tensor]:
+def _prefetched(data: ClipData, plan: list[_Batch]) -> Iterator[torch.Tensor]:
     """Device batches for ``plan``, with host gathers running ``PREFETCH`` batches ahead."""
     if not plan:
         return
     with ThreadPoolExecutor(1, thread_name_prefix="clip-gather") as pool:
         pending: deque[Future[torch.Tensor]] = deque()
         upcoming = iter(plan)
-        for ids, starts, *_ in _take(upcoming, PREFETCH):
-            pending.append(pool.submit(data.gather, ids, starts))
-        for _, _, tops, lefts, flips in plan:
+        for batch in _take(upcoming, PREFETCH):
+            pending.append(pool.submit(data.gather, batch.ids, batch.starts))
+        for batch in plan:
             host = pending.popleft().result()
             following = next(upcoming, None)
             if following is not None:
-                pending.append(pool.submit(data.gather, following[0], following[1]))
-            yield data.finish(host, tops, lefts, flips)
+                pending.append(pool.submit(data.gather, following.ids, following.starts))
+            yield data.finish(host, batch.tops, batch.lefts, batch.flips, batch.flip_mask)
 
 
 def _take(items: Iterator, count: int) -> list:
