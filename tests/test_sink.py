@@ -18,7 +18,7 @@ def _trial(trial_id, attention, seed=0, error=None):
     config = {"seed": seed, "model": {"name": "mnist_cnn", "attention": attention},
               "train": {"milestones": [3, 6], "lr": 0.1}}
     return SimpleNamespace(trial_id=trial_id, config=config, error_file=None,
-                           get_error=lambda: error)
+                           get_error=lambda: error, num_failures=1)
 
 
 def _epoch(epoch, val_acc, **extra):
@@ -143,7 +143,8 @@ def test_a_new_attempt_clears_every_field_of_how_the_last_one_ended(tmp_path, en
     sink.on_trial_result(2, [], trial, dict(ending))
     sink.on_trial_error(3, [], trial)  # and the trial's node died before Tune saw it end
     ended = _rows(tmp_path)["t0"]
-    assert ended["status"] == "error" and ended["error"] == "ray.exceptions.NodeDiedError: node lost"
+    assert ended["status"] == "error" and ended["stopped_by"] == "lost"
+    assert ended["error"] == "lost its worker (node died) 1 time(s); no retries left"
     assert all(ended[key] is not None for key in _ENDED_BY if key in ending)
 
     _resumed(sink).on_trial_result(4, [], trial, _epoch(3, 0.65))
