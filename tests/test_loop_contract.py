@@ -939,6 +939,8 @@ def test_frozen_parameters_and_the_buffers_of_frozen_eval_modules_are_left_out(c
         lambda module, state, prefix, local: state.pop(prefix + "bias"))
     assert loop.frozen_state_keys(quiet) == frozenset(BACKBONE_PARAMS + BN_BUFFERS) - {
         "backbone.0.bias"}
+    # The model itself may be frozen: its own keys have no prefix.
+    assert loop.frozen_state_keys(nn.Linear(2, 2).requires_grad_(False)) == {"weight", "bias"}
     # A shared frozen module appears under each name the state dict gives it.
     shared = nn.Linear(2, 2).requires_grad_(False)
     twice = nn.ModuleDict({"a": shared, "b": shared, "c": nn.Linear(2, 2)})
@@ -980,7 +982,9 @@ def test_a_frozen_backbone_trial_resumes_exactly_from_a_rebuilt_model(cpu, clock
 def test_a_rebuilt_model_with_other_frozen_weights_cannot_resume(cpu):
     state = _fit(FrozenFront(0), _splits(), epochs=1, batch_size=16).states[0]
     with pytest.raises(ValueError, match=r"^the rebuilt model's frozen weights are not those "
-                                         r"the checkpoint trained with: a resumed trial"):
+                                         r"the checkpoint trained with: a resumed trial must "
+                                         r"rebuild its frozen layers the same way \(same "
+                                         r"pretrained file, same seed\)$"):
         _fit(FrozenFront(1), _splits(), epochs=2, batch_size=16, resume=state)
     # Another set of frozen keys changes the fingerprint too, with equal values.
     partly = FrozenFront(0)
@@ -1003,6 +1007,9 @@ def test_a_checkpoint_missing_more_than_the_frozen_keys_is_refused(cpu):
                                          r"backbone.1.bias \(\+4 more\); not in the model: "
                                          r"extra\)$"):
         loop.load_trainable_state(model, {**full, "extra": torch.zeros(1)}, frozen)
+    with pytest.raises(ValueError, match=r"\(not in the model: w, x, y \(\+1 more\)\)$"):
+        loop.load_trainable_state(model, {**full, **dict.fromkeys("wxyz", torch.zeros(1))},
+                                  frozenset())
     with pytest.raises(ValueError, match=r"\(not in the model: x, y, z\)$"):
         loop.load_trainable_state(model, {**full, **dict.fromkeys("xyz", torch.zeros(1))},
                                   frozenset())
@@ -1030,7 +1037,8 @@ class Drifting(FrozenFront):
 def test_frozen_state_that_changes_in_training_fails_loudly_at_the_checkpoint(cpu):
     with pytest.raises(RuntimeError, match=r"^frozen state changed during training \(a frozen "
                                            r"parameter, or a buffer of a frozen module in eval "
-                                           r"mode\): checkpoints"):
+                                           r"mode\): checkpoints that leave it out could not "
+                                           r"resume this trial$"):
         _fit(Drifting(0), _splits(), epochs=2, batch_size=16)
     # Between checkpoints nothing is checked: the rows of epoch 1 went out first.
     rows = []
