@@ -16,6 +16,7 @@ fill values are written by ``fill_`` with Python numbers, never built as a host 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Real
 
 import torch
 
@@ -64,7 +65,7 @@ class RandomCropFlip:
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         p = self.padding
-        fill = (self.fill,) if isinstance(self.fill, int | float) else tuple(self.fill)
+        fill = (self.fill,) if isinstance(self.fill, Real) else tuple(self.fill)
         if len(fill) not in (1, c):
             raise ValueError(f"fill has {len(fill)} values for {c} channels")
         # fill_ takes the value as a kernel argument; a tensor made from the Python values
