@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from trainables.data.batches import IndexedBatches
+from trainables.data.batches import IndexedBatches, to_device_async
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ def index_batches(
     order is identical on CPU and GPU for the same seed.
     """
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    order = order.to(device)
+    order = to_device_async(order, torch.device(device))  # once an epoch, never waited on
     stop = n - n % batch_size if drop_last else n
     for count, start in enumerate(range(0, stop, batch_size)):
         if max_batches is not None and count >= max_batches:
