@@ -104,8 +104,10 @@ FULL = Sizes(
     presets=None, preset_sets={}, preset_seeds=1, image_batches=(128, 256), warmup=5,
     steps=30, pack_counts=(1, 2, 4, 8, 16), pack_sets=("train.epochs=15",), video_batch=16,
     frames=16, crop=112, video_warmup=3, video_steps=10,
-    synth={"classes": 4, "videos_per_class": 12, "seconds": 3.0, "fps": 30,
-           "size": (240, 320)},
+    # 120 videos (~65 for training: 4 batches an epoch); small frames render fast, and the
+    # store resizes every video to the preset's 128x171 whatever its size on disk.
+    synth={"classes": 4, "videos_per_class": 30, "seconds": 2.5, "fps": 30,
+           "size": (144, 192)},
     store_data={}, store_clips=480)
 TINY = Sizes(
     presets=("mnist_attention", "cifar10_cnntention"),
@@ -209,16 +211,38 @@ def _cifar_root(scratch: Path) -> Path:
     return root
 
 
+def cli_rows(ctx: Context, runs: list[tuple[str, list[str], Path]],
+             read: Callable[[Path], dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per CLI run (check name, arguments, run directory), failing soft per run: a
+    non-zero exit or a failure to read the run is that row's one-line error. ``read`` turns
+    a finished run's directory into the row's figures (and may set status and error)."""
+    rows = []
+    for check, args, run_dir in runs:
+        if ctx.remaining() <= 0:
+            rows.append({"check": check, "status": "skipped", "result": "skipped: budget"})
+            continue
+        rc, seconds, out = run_cli(args, ctx.remaining())
+        row: dict[str, Any] = {"check": check, "wall_s": seconds, "exit_code": rc,
+                               "command": "python -m orchestrator " + " ".join(args)}
+        try:
+            if rc != 0:
+                raise RuntimeError(_one_line_error(out, run_dir))
+            row.update({"status": "ok", **read(run_dir)})
+        except Exception as err:
+            row.update(status="error", error=str(err).strip().splitlines()[0] if str(err)
+                       else type(err).__name__)
+        if row["status"] == "error":
+            row["result"] = f"error: {row['error']}"
+        rows.append(row)
+    return rows
+
+
 def section_presets(ctx: Context) -> list[dict[str, Any]]:
-    presets = list(ctx.sizes.presets or _image_presets())
     data_root = _cifar_root(ctx.scratch)
     gpus = ctx.preset_gpus if ctx.cuda else 0
-    rows = []
-    for preset in presets:
-        if ctx.remaining() <= 0:
-            rows.append({"check": preset, "status": "skipped", "result": "skipped: budget"})
-            continue
-        storage = ctx.scratch / "presets"
+    storage = ctx.scratch / "presets"
+    runs = []
+    for preset in ctx.sizes.presets or _image_presets():
         args = ["run", preset, "--smoke", "--seeds", str(ctx.sizes.preset_seeds),
                 "--gpus-per-trial", f"{gpus:g}", "--storage", str(storage), "--name", "check",
                 "-q"]
@@ -226,26 +250,19 @@ def section_presets(ctx: Context) -> list[dict[str, Any]]:
             args += ["--data-root", str(data_root)]
         for item in ctx.sizes.preset_sets.get(preset, ()):
             args += ["--set", item]
-        rc, seconds, out = run_cli(args, ctx.remaining())
-        run_dir = storage / preset / "check"
-        row: dict[str, Any] = {"check": preset, "wall_s": seconds, "exit_code": rc,
-                               "command": "python -m orchestrator " + " ".join(args)}
-        if rc != 0:
-            row.update(status="error", error=_one_line_error(out, run_dir))
-        else:
-            epochs = _epochs(run_dir)
-            per_trial = epochs.group_by("trial_id").agg(pl.col("gpu_mem_mb").max())
-            row["trials"] = per_trial.height
-            row["trials_on_cuda"] = int((per_trial["gpu_mem_mb"] > 0).sum())
-            row["status"] = "ok"
-            if ctx.cuda and row["trials_on_cuda"] < row["trials"]:
-                row.update(status="error", error=f"{row['trials'] - row['trials_on_cuda']} of "
-                           f"{row['trials']} trials did not run on CUDA")
-        where = f", {row.get('trials_on_cuda', 0)} on cuda" if ctx.cuda else ""
-        row["result"] = (f"ok ({row['trials']} trials{where})" if row["status"] == "ok"
-                         else f"error: {row['error']}")
-        rows.append(row)
-    return rows
+        runs.append((preset, args, storage / preset / "check"))
+
+    def read(run_dir: Path) -> dict[str, Any]:
+        per_trial = _epochs(run_dir).group_by("trial_id").agg(pl.col("gpu_mem_mb").max())
+        n, on_cuda = per_trial.height, int((per_trial["gpu_mem_mb"] > 0).sum())
+        row = {"trials": n, "trials_on_cuda": on_cuda,
+               "result": f"ok ({n} trial{'s' if n != 1 else ''}"
+                         + (f", {on_cuda} on cuda)" if ctx.cuda else ")")}
+        if ctx.cuda and on_cuda < n:
+            row.update(status="error", error=f"{n - on_cuda} of {n} trials did not run on CUDA")
+        return row
+
+    return cli_rows(ctx, runs, read)
 
 
 # ---- the timed training step (sections 2 and 4) ----------------------------------------------
@@ -314,34 +331,28 @@ def section_resnet20(ctx: Context) -> list[dict[str, Any]]:
 
 # ---- section 3: packing curve --------------------------------------------------------------------
 def section_packing(ctx: Context) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+    storage = ctx.scratch / "packing"
+    runs = []
     for n in ctx.sizes.pack_counts:
-        if ctx.remaining() <= 0:
-            rows.append({"check": f"{n} concurrent", "status": "skipped",
-                         "result": "skipped: budget"})
-            continue
-        storage = ctx.scratch / "packing"
-        gpus = f"{1 / n:.4g}" if ctx.cuda else "0"
         args = ["run", "mnist_attention", "--set", "model.attention=none", "--seeds", str(n),
-                "--gpus-per-trial", gpus, "--cpus-per-trial", "1", "--max-concurrent", str(n),
-                "--storage", str(storage), "--name", f"pack{n}", "-q"]
+                "--gpus-per-trial", f"{1 / n:.4g}" if ctx.cuda else "0", "--cpus-per-trial",
+                "1", "--max-concurrent", str(n), "--storage", str(storage), "--name",
+                f"pack{n}", "-q"]
         for item in ctx.sizes.pack_sets:
             args += ["--set", item]
-        rc, seconds, out = run_cli(args, ctx.remaining())
-        run_dir = storage / "mnist_attention" / f"pack{n}"
-        row: dict[str, Any] = {"check": f"{n} concurrent", "concurrent": n, "wall_s": seconds}
-        if rc != 0:
-            row.update(status="error", error=_one_line_error(out, run_dir),
-                       result=f"error: {_one_line_error(out, run_dir)}")
-            rows.append(row)
-            continue
+        runs.append((f"{n} concurrent", args, storage / "mnist_attention" / f"pack{n}"))
+
+    def read(run_dir: Path) -> dict[str, Any]:
         epochs = _epochs(run_dir)
         steady = epochs.filter(pl.col("epoch") > 1) if epochs["epoch"].max() > 1 else epochs
         per_trial = steady.group_by("trial_id").agg(pl.col("samples_per_s").median())
         total = float(per_trial["samples_per_s"].sum())
-        row.update(status="ok", trials=per_trial.height, images_per_s=total,
-                   per_trial_images_per_s=total / per_trial.height)
-        rows.append(row)
+        return {"trials": per_trial.height, "images_per_s": total,
+                "per_trial_images_per_s": total / per_trial.height}
+
+    rows = cli_rows(ctx, runs, read)
+    for n, row in zip(ctx.sizes.pack_counts, rows, strict=True):
+        row["concurrent"] = n
     one = next((r["images_per_s"] for r in rows if r.get("concurrent") == 1
                 and r["status"] == "ok"), None)
     for row in rows:
@@ -485,8 +496,10 @@ def table(sections: dict[str, dict[str, Any]]) -> str:
         if not section["rows"]:
             note = section.get("error") or section.get("note", "")
             lines.append((title, "-", f"{section['status']}: {note}", f"{section['seconds']:.1f}"))
-        for row in section["rows"]:
-            seconds = row.get("wall_s")
+        timed_rows = any("wall_s" in row for row in section["rows"])
+        for i, row in enumerate(section["rows"]):
+            # CLI rows show their own wall time; in-process sections their total, once.
+            seconds = row.get("wall_s") if timed_rows else section["seconds"] if i == 0 else None
             lines.append((title, row["check"], row["result"],
                           f"{seconds:.1f}" if seconds is not None else ""))
     widths = [max(len(line[i]) for line in lines) for i in range(3)]
