@@ -1,6 +1,7 @@
 """One command for the GPU checks (issue 17, part 4): one table on stdout, the figures as JSON.
 
-On a GPU machine, from the repository root (under 8 minutes on one H100/H200):
+On a GPU machine, from the repository root (sized for under 8 minutes on one H100/H200;
+not yet run on a GPU: no device was lent when it was written):
 
     .venv/bin/python benchmarks/gpu_check.py          # writes benchmarks/gpu_check.json
 
