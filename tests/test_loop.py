@@ -70,7 +70,7 @@ def test_early_stopping_tests_the_best_epoch_and_checkpoints_the_last(small_mnis
     # Adam at 1e-3 learns in epoch 1; from epoch 2 the step schedule multiplies the rate by
     # 100, which wrecks the weights: epoch 1 stays the best and patience 2 stops at epoch 3.
     result, rows = _train(small_mnist, cpu, epochs=10, patience=2, schedule="step",
-                          step_size=1, gamma=100.0)
+                          step_size=1, gamma=100.0, checkpoint_every=1)
     assert result.status == "early_stopped" and result.stopped_by == "patience"
     assert result.epochs_run == 3 and result.best_epoch == 1
     first_state, final_state = rows[0][1], rows[-1][1]
