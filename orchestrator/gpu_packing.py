@@ -122,9 +122,8 @@ def measure_footprint(configs: dict[str, dict[str, Any]], kind: str,
 
 def _probe_config(config: dict[str, Any], steps: int) -> dict[str, Any]:
     """The arm's config cut to one epoch of ``steps`` batches, with nothing written."""
-    probe = {**config, "train": {**config.get("train", {}), "epochs": 1, "max_batches": steps,
-                                 "patience": None, "restore_best": False}}
-    return probe
+    return {**config, "train": {**config.get("train", {}), "epochs": 1, "max_batches": steps,
+                                "patience": None, "restore_best": False}}
 
 
 def arm_configs(space: dict[str, Any], variant_keys: tuple[str, ...]) -> dict[str, dict]:
