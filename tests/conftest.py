@@ -60,3 +60,21 @@ def needs_video_codecs() -> None:
         import_av()
     except ImportError as err:
         pytest.skip(f"video codecs missing: {err}", allow_module_level=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One real S3 server (moto) for the session; tests make their own buckets on it."""
+    pytest.importorskip("moto.server", reason="install the test extra: moto[server]")
+    from tests.s3_server import running_s3_server
+
+    with running_s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """This process (and the subprocesses it starts) sends every s3:// URI to the server."""
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    return s3_server
