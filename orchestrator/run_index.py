@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-from orchestrator.storage import RunFiles
+from orchestrator.storage import RunFiles, join
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def _started_at(files: RunFiles, run_id: str) -> dt.datetime | None:
 
 def run_starts(storage: str, preset: str) -> list[RunStart]:
     """Every resumable run of ``preset`` (a directory with a meta.json), oldest first."""
-    files = RunFiles(f"{storage}/{preset}")
+    files = RunFiles(join(storage, preset))
     selector = pafs.FileSelector(files.root, allow_not_found=True)
     runs = []
     for info in files.fs.get_file_info(selector):

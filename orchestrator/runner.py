@@ -19,7 +19,7 @@ from orchestrator import meta as run_meta
 from orchestrator.errors import UserError
 from orchestrator.plan import Plan, describe_protocol
 from orchestrator.ray_connect import init_ray
-from orchestrator.storage import RunFiles, check_writable, is_uri, resolve
+from orchestrator.storage import RunFiles, check_writable, join, normalise
 from search_spaces.sources import cite, source_url
 
 EXIT_OK, EXIT_TRIAL_ERRORS, EXIT_INTERRUPTED = 0, 1, 130
@@ -33,11 +33,11 @@ class RunTarget:
 
     @property
     def experiment_dir(self) -> str:
-        return f"{self.storage.rstrip('/')}/{self.preset}"
+        return join(self.storage, self.preset)
 
     @property
     def location(self) -> str:
-        return f"{self.experiment_dir}/{self.run_id}"
+        return join(self.storage, self.preset, self.run_id)
 
 
 def new_run_id() -> str:
@@ -45,9 +45,7 @@ def new_run_id() -> str:
 
 
 def normalise_storage(storage: str) -> str:
-    if is_uri(storage):
-        return storage.rstrip("/")
-    return resolve(storage)[1]
+    return normalise(storage)
 
 
 # Checkpoints Ray keeps per trial. Two, not one: Ray forces an experiment-state snapshot

@@ -22,6 +22,38 @@ def is_uri(location: str) -> bool:
     return "://" in location
 
 
+def join(location: str, *parts: str) -> str:
+    """``location/part/...``; a URI's query (``?endpoint_override=host:port&scheme=http``,
+    Ray's and pyarrow's way to name an S3-compatible server) stays at the end."""
+    base, mark, query = location.partition("?") if is_uri(location) else (location, "", "")
+    segments = [base.rstrip("/"), *(part.strip("/") for part in parts if part)]
+    return "/".join(segments) + mark + query
+
+
+def base_name(location: str) -> str:
+    """The last path segment of a directory or URI (without the query)."""
+    return location.partition("?")[0].rstrip("/").rsplit("/", 1)[-1]
+
+
+def parent(location: str) -> str:
+    """The location one level up, with a URI's query kept."""
+    base, mark, query = location.partition("?") if is_uri(location) else (location, "", "")
+    return base.rstrip("/").rsplit("/", 1)[0] + mark + query
+
+
+def normalise(location: str) -> str:
+    """An absolute local path, or the URI without a trailing slash (query kept)."""
+    if not is_uri(location):
+        return str(Path(location).expanduser().resolve())
+    return join(location)
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's text (pyarrow's S3 errors run to several)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def resolve(location: str) -> tuple[pafs.FileSystem, str]:
     """A pyarrow filesystem and the path within it, for ``/local/dir`` or ``s3://b/p``."""
     if not is_uri(location):
@@ -42,8 +74,7 @@ def check_writable(location: str) -> None:
             stream.write(b"ok")
         fs.delete_file(probe)
     except Exception as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserError(f"storage {location!r} is not writable ({reason}); "
+        raise UserError(f"storage {location!r} is not writable ({first_line(err)}); "
                         "pass --storage with a writable directory or bucket") from None
 
 
@@ -75,8 +106,9 @@ class RunFiles:
         return pl.from_arrow(pq.read_table(self.path(*parts), filesystem=self.fs))
 
     def write_json(self, data: dict[str, Any], *parts: str) -> None:
-        payload = json.dumps(data, indent=2, default=str).encode()
+        self.write_bytes(json.dumps(data, indent=2, default=str).encode(), *parts)
 
+    def write_bytes(self, payload: bytes, *parts: str) -> None:
         def write(p: str) -> None:
             with self.fs.open_output_stream(p) as stream:
                 stream.write(payload)

@@ -14,8 +14,9 @@ def add_parser(commands) -> None:
         "report", help="write the HTML report of a run, or compare runs",
         description="Write RUN_DIR/report.html (opens offline) and print the summary. With "
                     "several run dirs, write one page that compares them side by side.")
-    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
-                        help="a run directory: <storage>/<preset>/<run_id>")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="a run directory: <storage>/<preset>/<run_id>, local or in a "
+                             "bucket (s3://..., gs://...; the report is written into it)")
     parser.add_argument("-o", "--output", type=Path,
                         help="where to write the HTML (default: RUN_DIR/report.html; for "
                              "several runs, compare-<ids>.html beside the first)")
@@ -50,47 +51,66 @@ def _positive(text: str) -> float:
     return value
 
 
-def _load(run_dirs: list[Path]):
+def _load(run_dirs: list[Path], locations: list[str]):
     from analysis.load import load_run
     from analysis.study import compared_trials
 
     runs = []
-    for run_dir in run_dirs:
+    for run_dir, location in zip(run_dirs, locations, strict=True):
         try:
             run = load_run(run_dir)
             compared_trials(run)  # two results for one (arm, seed): say so before any work
         except (FileNotFoundError, ValueError) as err:
-            raise UserError(f"{run_dir}: {err}") from None
+            raise UserError(f"{location}: {err}") from None
         runs.append(run)
     return runs
 
 
 def run(args: argparse.Namespace) -> int:
+    """Report on local copies of bucket runs (see orchestrator.bucket_runs), then put the
+    page where a local run's would be: into the run (or beside the first run)."""
+    import contextlib
+
+    from orchestrator.bucket_runs import readable_run
+    from orchestrator.storage import is_uri, normalise
+
+    locations = [normalise(d) if is_uri(d) else d for d in args.run_dirs]
+    with contextlib.ExitStack() as stack:
+        local = [Path(stack.enter_context(readable_run(loc))) for loc in locations]
+        return _report(args, local, locations)
+
+
+def _report(args: argparse.Namespace, run_dirs: list[Path], locations: list[str]) -> int:
     from analysis.compare import (
         comparison_markdown,
         render_comparison,
         run_label,
         run_markdown,
     )
+    from analysis.schema import REPORT_FILE
     from analysis.study import study_stats
     from analysis.summary import format_table, summarize
+    from orchestrator.bucket_runs import publish
+    from orchestrator.storage import is_uri, parent
 
-    runs = _load(args.run_dirs)
-    labelled = [(run_label(r, d.name), r) for r, d in zip(runs, args.run_dirs, strict=True)]
+    runs = _load(run_dirs, locations)
+    labelled = [(run_label(r, d.name), r) for r, d in zip(runs, run_dirs, strict=True)]
     if args.export is not None:
         _export(labelled, args.export, args.export_format)
     if len(runs) > 1:
         if args.format == "md":
             print(comparison_markdown(labelled), end="")
             return 0
-        first = args.run_dirs[0]
-        ids = "-".join(d.name for d in args.run_dirs)[:120]
-        out = args.output or first.parent / f"compare-{ids}.html"
+        first = run_dirs[0]
+        name = f"compare-{'-'.join(d.name for d in run_dirs)[:120]}.html"
+        out = args.output or first.parent / name
         _write(out, render_comparison(labelled))
+        if args.output is None and is_uri(locations[0]):
+            out = publish(out, parent(locations[0]), name)
         print(f"comparison: {out}")
         return 0
 
-    run_data, run_dir = runs[0], args.run_dirs[0]
+    run_data, run_dir = runs[0], run_dirs[0]
     if args.format == "md":
         stats = study_stats(run_data, with_aso=args.aso, alpha=args.alpha, margin=args.margin)
         print(run_markdown(run_data, stats, labelled[0][0]))
@@ -99,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = write_report(run_dir, args.output, with_aso=args.aso, alpha=args.alpha,
                        margin=args.margin)
+    if args.output is None and is_uri(locations[0]):
+        out = publish(out, locations[0], REPORT_FILE)
     if not args.quiet:
         print(format_table(summarize(run_data)))
     print(f"report: {out}")

@@ -148,20 +148,28 @@ def _clip_cache_line(run) -> str:
 
 
 def _summarise(location: str, *, quiet: bool) -> None:
+    """The summary, the answer and report.html, for a run on local disk or in a bucket."""
+    from orchestrator.bucket_runs import readable_run
+
+    with readable_run(location) as run_dir:
+        report = _summarise_local(run_dir)
+        if "://" in location:
+            from analysis.schema import REPORT_FILE
+            from orchestrator.bucket_runs import publish
+
+            report = publish(report, location, REPORT_FILE)
+    print(f"results: {location}\nreport:  {report}")
+
+
+def _summarise_local(run_dir: Path):
+    from analysis.divergence import format_divergence
     from analysis.load import load_run
     from analysis.report import write_report
+    from analysis.study import answer, study_stats
     from analysis.summary import format_table, summarize
 
-    if "://" in location:
-        print(f"results: {location} (report: download the run and use `report`)")
-        return
-    from analysis.divergence import format_divergence
-
-    run_dir = Path(location)
     run = load_run(run_dir)
     print(format_table(summarize(run)))
-    from analysis.study import answer, study_stats
-
     for sentence in answer(study_stats(run), run):
         print(f"  {sentence}")
     divergence = format_divergence(run)
@@ -173,5 +181,4 @@ def _summarise(location: str, *, quiet: bool) -> None:
     cache = _clip_cache_line(run)
     if cache:
         print(cache)
-    report = write_report(run_dir)
-    print(f"results: {run_dir}\nreport:  {report}")
+    return write_report(run_dir)
