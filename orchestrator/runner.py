@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator import meta as run_meta
+from orchestrator.cluster_fit import fit_to_cluster
 from orchestrator.errors import UserError
 from orchestrator.plan import Plan, describe_protocol
 from orchestrator.ray_connect import init_ray
@@ -65,8 +66,12 @@ def _trainable(kind: str, cpus: float, gpus: float, run_location: str, metric: s
         {"cpu": cpus, "gpu": gpus})
 
 
-def build_tuner(plan: Plan, target: RunTarget, verbosity: int, max_failures: int = 0):
-    """One Tuner for the whole run: the grid of arms x seeds, or both stages of tuning."""
+def build_tuner(plan: Plan, target: RunTarget, verbosity: int, max_failures: int = 0,
+                watch_nodes: bool = False):
+    """One Tuner for the whole run: the grid of arms x seeds, or both stages of tuning.
+
+    ``watch_nodes``: the trials wait for nodes the autoscaler starts; say when they are up.
+    """
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 
@@ -98,6 +103,10 @@ def build_tuner(plan: Plan, target: RunTarget, verbosity: int, max_failures: int
         param_space, max_concurrent = {}, None
     if halving:
         callbacks.append(scheduler.memory)  # its rung decisions ride in Tune's snapshots
+    if watch_nodes:
+        from orchestrator.cluster_fit import node_wait_callback
+
+        callbacks.append(node_wait_callback(plan, verbosity))
     return tune.Tuner(
         _trainable(exp.trainable, plan.cpus, plan.gpus, target.location, exp.metric),
         param_space=param_space,
@@ -205,43 +214,6 @@ def _pending_trials(plan: Plan):
             os.environ[name] = before
 
 
-def _fit_cpus(plan: Plan, *, explicit: bool) -> Plan:
-    """Cap a preset's CPU request at the largest node's CPUs (a 4-CPU video trial on a
-    2-core laptop would wait forever); a request the user typed is an error instead."""
-    import ray
-
-    largest = max((node.get("Resources", {}).get("CPU", 0) for node in ray.nodes()
-                   if node.get("Alive")), default=0)
-    if largest <= 0 or plan.cpus <= largest:
-        return plan
-    if explicit:
-        raise UserError(f"--cpus-per-trial {plan.cpus:g} but the largest Ray node has "
-                        f"{largest:g} CPUs; ask for at most {largest:g}")
-    note = (f"the preset asks for {plan.cpus:g} CPUs per trial but the largest node has "
-            f"{largest:g}: using {largest:g}")
-    return dataclasses.replace(plan, cpus=float(largest), notes=(*plan.notes, note))
-
-
-def fit_to_cluster(plan: Plan, *, explicit_gpus: bool, explicit_cpus: bool = False) -> Plan:
-    """Drop a preset's GPU request on a cluster without GPUs, so its trials are not left
-    pending forever; a GPU request the user typed is an error instead. CPUs likewise."""
-    import ray
-
-    plan = _fit_cpus(plan, explicit=explicit_cpus)
-    if plan.gpus <= 0:
-        return plan
-    available = ray.cluster_resources().get("GPU", 0)
-    if available > 0:
-        return plan
-    if explicit_gpus:
-        asked = "auto" if plan.gpus_auto else f"{plan.gpus:g}"
-        raise UserError(f"--gpus-per-trial {asked} but the Ray cluster has no GPU; "
-                        "drop the flag to run on CPU or connect with --address to a GPU cluster")
-    note = (f"the preset asks for {plan.gpus:g} GPU per trial but this cluster has none: "
-            "running on CPU")
-    return dataclasses.replace(plan, gpus=0.0, notes=(*plan.notes, note))
-
-
 def _pack_gpus(plan: Plan, verbosity: int) -> tuple[Plan, dict[str, Any]]:
     """--gpus-per-trial auto: probe the arms' GPU footprint, pick the fraction, say why."""
     from orchestrator.gpu_packing import choose_packing, gpu_node_cpus, probe_cluster
@@ -275,8 +247,13 @@ def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
         raise UserError(f"no resumable run at {target.location}; "
                         "check --storage and --name (see the run directories under it)")
     init_ray(address, verbosity)
-    plan = fit_to_cluster(plan, explicit_gpus=options.gpus_per_trial is not None,
-                          explicit_cpus=options.cpus_per_trial is not None)
+    if address:
+        from orchestrator.shared_storage import check_storage_visible
+
+        check_storage_visible(target.experiment_dir)
+    plan, waiting = fit_to_cluster(plan, explicit_gpus=options.gpus_per_trial is not None,
+                                   explicit_cpus=options.cpus_per_trial is not None,
+                                   address=address)
     if max_failures is None:
         max_failures = default_max_failures(address)
     packing = None
@@ -302,6 +279,8 @@ def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
             print(f"seeds: {plan.seed_rule.describe()}", flush=True)
         for note in plan.notes:
             print(f"note: {note}", flush=True)
+        if waiting:
+            print(waiting, flush=True)
     if resume:
         tuner = tune.Tuner.restore(
             target.location,
@@ -310,7 +289,8 @@ def execute(plan: Plan, target: RunTarget, *, resume: bool, address: str | None,
             resume_unfinished=True, resume_errored=True,
         )
     else:
-        tuner = build_tuner(plan, target, verbosity, max_failures)
+        tuner = build_tuner(plan, target, verbosity, max_failures,
+                            watch_nodes=waiting is not None)
     try:
         with _pending_trials(plan):
             grid = tuner.fit()

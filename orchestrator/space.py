@@ -27,6 +27,9 @@ from trainables.data.registry import parse_data_config
 from trainables.trial_setup import build_model, parse_trial
 
 # Top-level config sections a `--set` key may start with.
+# device=cpu runs trials on CPU whatever Ray gives them (a cluster test's fake GPU node);
+# device=cuda fails a trial that sees no CUDA device instead of running it on CPU.
+DEVICE_KEY, DEVICES = "device", ("auto", "cpu", "cuda")
 SECTIONS = ("data", "model", "train", "augment")
 
 
@@ -146,10 +149,13 @@ def apply_overrides(experiment: Experiment, space: dict[str, Any], overrides: li
         if key == "seed":
             raise UserError("--set seed=... is not allowed; use --seeds N")
         section = key.split(".")[0]
-        if section not in SECTIONS and not has_path(space, key):
+        if section not in SECTIONS and key != DEVICE_KEY and not has_path(space, key):
             raise UserError(f"unknown override key {key!r}; keys start with "
-                            f"{', '.join(s + '.' for s in SECTIONS)} "
+                            f"{', '.join(s + '.' for s in SECTIONS)} or are device "
                             f"(see `python -m orchestrator show {experiment.name}`)")
+        if key == DEVICE_KEY and parse_value(text) not in DEVICES:
+            raise UserError(f"--set device={text.strip()}: must be one of "
+                            f"{', '.join(DEVICES)} (auto: the GPU Ray gives the trial, if any)")
         if looks_like_domain(text):
             if key == VARIANT_KEY or is_grid(get_path(space, key) if has_path(space, key)
                                              else None):

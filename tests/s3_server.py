@@ -78,27 +78,30 @@ def free_port() -> int:
 def running_s3_server(log_dir: Path) -> Iterator[S3Server]:
     """Start moto's server on a free port, wait until it answers, stop it (by PID) after."""
     port = free_port()
-    log = open(log_dir / "moto.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **CREDENTIALS})
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"moto server exited: {(log_dir / 'moto.log').read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("moto server did not start within 60 s") from None
-                time.sleep(0.2)
-        yield S3Server("127.0.0.1", port)
-    finally:
-        process.terminate()
+    with open(log_dir / "moto.log", "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **CREDENTIALS})
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+            _wait_until_listening(process, port, log_dir)
+            yield S3Server("127.0.0.1", port)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _wait_until_listening(process: subprocess.Popen, port: int, log_dir: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"moto server exited: {(log_dir / 'moto.log').read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("moto server did not start within 60 s") from None
+            time.sleep(0.2)

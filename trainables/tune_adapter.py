@@ -201,7 +201,7 @@ def tune_trainable(config: dict[str, Any], *, kind: str, cpus: float = 1.0,
     try:
         # Several trials share the machine's cores; let each use only the ones it reserved.
         torch.set_num_threads(max(1, int(cpus)))
-        device = "cuda" if ray.get_gpu_ids() else "cpu"
+        device = trial_device(str(config.get("device", "auto")), ray.get_gpu_ids())
 
         best = None
         if run_location is not None:
@@ -229,6 +229,15 @@ def tune_trainable(config: dict[str, Any], *, kind: str, cpus: float = 1.0,
     except Exception as err:
         tune.report(own_error_report(err, metric, artifacts, gpus=gpus))
         raise
+
+
+def trial_device(requested: str, gpu_ids: list) -> str:
+    """The device a trial trains on: the one its config names (``device=cpu`` runs a
+    GPU-holding trial on CPU on purpose), else the GPU Ray gave it, else the CPU. A trial
+    given a GPU that sees no CUDA device fails (``resolve_device``), never runs on CPU."""
+    if requested in ("cpu", "cuda"):
+        return requested
+    return "cuda" if gpu_ids else "cpu"
 
 
 # Testing hook: the trial's code raises just before it would report this epoch, as a bug
