@@ -789,7 +789,10 @@ def _eta_squared(groups: pl.Series, y: pl.Series) -> tuple[float | None, int]:
     frame = pl.DataFrame({"g": groups, "y": y.cast(pl.Float64)})
     grand = frame["y"].mean()
     total = frame.select(((pl.col("y") - grand) ** 2).sum()).item()
-    by_group = frame.group_by("g").agg(pl.len().alias("n"), pl.col("y").mean().alias("m"))
+    # Groups in a fixed order: summed in Polars' hash order, the last digit of eta^2 (and so
+    # the chart's SVG) changed from one report of the same run to the next.
+    by_group = (frame.group_by("g").agg(pl.len().alias("n"), pl.col("y").mean().alias("m"))
+                .sort("g"))
     between = by_group.select((pl.col("n") * (pl.col("m") - grand) ** 2).sum()).item()
     return (between / total if total > 0 else None), by_group.height
 

@@ -163,3 +163,47 @@ def test_local_storage_that_other_nodes_cannot_see_is_refused(tmp_path):
     assert f"--storage {storage}" in line and "1 of 2 nodes cannot see" in line
     assert "s3://" in line
     assert not list((storage / "mnist_attention").glob("*/trials.parquet"))
+
+
+def test_a_gpu_request_no_node_type_can_hold_is_one_line(bucket_cluster):
+    server, bucket, cluster = bucket_cluster
+    out = cli("run", "mnist_attention", *SWEEP, "--gpus-per-trial", "2", "--address",
+              cluster.address, "--storage", f"s3://{bucket}/runs", env=cluster.env,
+              timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    line = out.stderr.strip()
+    assert "\n" not in line
+    assert "2 GPU per trial: no node type can hold it" in line
+    assert "gpu_worker (1 CPU, 1 GPU, up to 1)" in line and "cpu_worker (1 CPU, 0 GPU" in line
+    # Nothing started: at most the empty folder the writability probe made.
+    assert server.keys(bucket, "runs/mnist_attention") in ([], ["runs/mnist_attention/"])
+
+
+def test_node_types_are_read_from_a_launcher_config():
+    from orchestrator.cluster_fit import NodeType, node_types_from_config
+
+    config = {"max_workers": 3, "head_node_type": "head",
+              "available_node_types": {
+                  "head": {"resources": {"CPU": 0}, "max_workers": 0},
+                  "gpu": {"resources": {"CPU": 8, "GPU": 1}, "max_workers": 4},
+                  "cpu": {"resources": {"CPU": 4}}}}
+    assert node_types_from_config(config) == [
+        NodeType("gpu", {"CPU": 8.0, "GPU": 1.0}, 3),   # the cluster's cap wins
+        NodeType("cpu", {"CPU": 4.0}, 3)]               # no cap of its own: the cluster's
+
+
+def test_the_waiting_line_counts_the_nodes_the_concurrent_trials_need():
+    import dataclasses
+
+    from orchestrator.cluster_fit import NodeType, waiting_line
+    from orchestrator.commands.common import load_preset
+    from orchestrator.plan import SweepOptions, make_plan
+
+    plan = make_plan(load_preset("mnist_attention"), SweepOptions(smoke=True))
+    plan = dataclasses.replace(plan, cpus=2.0, gpus=0.5, max_concurrent=6)
+    big = NodeType("g4", {"CPU": 8, "GPU": 1}, 10)     # two trials per node (GPU-bound)
+    line = waiting_line(plan, [big])
+    assert line.startswith(f"waiting for {min(3, -(-plan.n_trials // 2))} GPU worker(s)")
+    assert "g4 (8 CPU, 1 GPU, up to 10)" in line
+    few = NodeType("g1", {"CPU": 8, "GPU": 1}, 1)
+    assert waiting_line(plan, [few]).startswith("waiting for 1 GPU worker(s)")
