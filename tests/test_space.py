@@ -61,6 +61,11 @@ def test_list_override_makes_a_grid_axis_and_a_variant_key(mnist):
     assert variant_label(config, plan.variant_keys) == "attention=se,lr=0.1"
 
 
+def test_device_is_a_key_a_run_can_set(mnist):
+    plan = make_plan(mnist, SweepOptions(overrides=("device=cpu",)))
+    assert plan.space["device"] == "cpu"
+
+
 def test_typed_config_keys_outside_the_preset_are_accepted(mnist):
     plan = make_plan(mnist, SweepOptions(overrides=("train.grad_clip=1.0", "train.milestones=[3,6]")))
     assert plan.space["train"]["grad_clip"] == 1.0 and plan.space["train"]["milestones"] == [3, 6]
@@ -197,7 +202,10 @@ def test_a_list_replaces_a_list_valued_key_instead_of_making_a_grid():
 @pytest.mark.parametrize(("override", "message"), [
     ("seed=3", "--set seed=... is not allowed; use --seeds N"),
     ("optimizer.lr=1", "unknown override key 'optimizer.lr'; keys start with data., model., "
-                       "train., augment. (see `python -m orchestrator show mnist_attention`)"),
+                       "train., augment. or are device (see `python -m orchestrator show "
+                       "mnist_attention`)"),
+    ("device=gpu", "--set device=gpu: must be one of auto, cpu, cuda (auto: the GPU Ray gives "
+                   "the trial, if any)"),
     ("model.attention=[]", "--set model.attention=[] gives an empty grid"),
 ])
 def test_override_errors_say_what_to_do(mnist, override, message):

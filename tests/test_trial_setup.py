@@ -20,6 +20,18 @@ def test_device_auto_is_cpu_and_cuda_is_refused_without_a_gpu():
         resolve_device("cuda")
 
 
+def test_a_trial_runs_where_its_config_says_else_on_the_gpu_ray_gave_it():
+    from trainables.tune_adapter import trial_device
+
+    assert trial_device("auto", [0]) == "cuda" and trial_device("auto", []) == "cpu"
+    assert trial_device("cpu", [0]) == "cpu"        # device=cpu: on purpose, on CPU
+    assert trial_device("cuda", []) == "cuda"       # and resolve_device refuses it without CUDA
+    if not torch.cuda.is_available():
+        # A trial Ray gave a GPU that sees no CUDA device fails; it never trains on CPU.
+        with pytest.raises(ConfigError, match="no CUDA device is visible"):
+            resolve_device(trial_device("auto", [0]))
+
+
 def test_model_keys_are_checked_against_the_builder_and_the_data_fills_the_rest():
     model = build_model({"name": "mnist_cnn", "attention": "se"}, in_channels=1, num_classes=7,
                         input_size=(28, 28))
