@@ -102,3 +102,15 @@ def test_an_unreachable_endpoint_is_one_line(s3_env):
     assert out.returncode == 2
     (line,) = out.stderr.strip().splitlines()
     assert "cannot read run s3://b/runs/p/r" in line and "endpoint" in line
+
+
+@pytest.mark.parametrize("where", ["missing bucket", "closed port"])
+def test_storage_that_cannot_be_written_is_one_line_before_ray_starts(s3_env, where):
+    storage = "s3://no-such-bucket-here/runs"
+    if where == "closed port":
+        storage = f"s3://b/runs?endpoint_override=127.0.0.1:{free_port()}&scheme=http"
+    out = cli("run", "mnist_attention", "--smoke", "--storage", storage)
+    assert out.returncode == 2
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith(f"error: storage {storage!r} is not writable (")
+    assert "pass --storage with a writable directory or bucket" in line
