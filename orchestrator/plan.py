@@ -35,6 +35,8 @@ from orchestrator.space import (
 )
 from search_spaces.experiment import Experiment
 from trainables.data.registry import dataset_spec
+from trainables.data.remote_view import sparse_view
+from trainables.data.stores import StoreError, is_uri
 from trainables.loop import epoch_choosing_settings
 from trainables.trial_setup import parse_trial
 
@@ -52,7 +54,8 @@ class SweepOptions:
     max_concurrent: int | None = None
     cpus_per_trial: float | None = None
     gpus_per_trial: float | str | None = None   # a number, or "auto" (measured; gpu_packing)
-    data_root: str | None = None
+    data_root: str | None = None     # a path or a bucket URI (copied once per node)
+    weights_root: str | None = None  # bucket URI or folder of pretrained .pth files
     smoke: bool = False
     search_seed: int | None = None
     max_seeds: int | None = None     # None: --seeds (a fixed number, no adaptation)
@@ -135,6 +138,11 @@ def make_plan(experiment: Experiment, options: SweepOptions, *, check_files: boo
         if not has_path(space, "data.root"):
             raise UserError(f"preset {experiment.name} has no data.root to set from --data-root")
         set_path(space, "data.root", options.data_root)
+    if options.weights_root is not None:
+        if not has_path(space, "model.pretrained"):
+            raise UserError(f"preset {experiment.name} has no pretrained model "
+                            "(model.pretrained) to fetch weights for with --weights-root")
+        set_path(space, "model.weights_root", options.weights_root)
     tuned: dict[str, Any] = dict(experiment.search_space) if samples > 1 else {}
     cli_tuned: dict[str, Any] = {}
     space, variant_keys = apply_overrides(experiment, space, list(options.overrides), cli_tuned)
@@ -343,9 +351,19 @@ def _missing_files(space: dict[str, Any]) -> str:
 
 
 def _check_data(space: dict[str, Any]) -> None:
-    """Refuse to start a sweep whose data is missing: one line, naming the expected layout."""
+    """Refuse to start a sweep whose data is missing: one line, naming the expected layout.
+
+    A bucket root is checked from its listing (nothing downloaded): a store that cannot be
+    reached or read is its own one-line error, then the same layout check as a local path.
+    """
     names = grid_axes(space).get("data.name") or [get_path(space, "data.name")]
     roots = grid_axes(space).get("data.root") or [space["data"].get("root")]
+    for root in roots:
+        if is_uri(root):
+            try:
+                sparse_view(root)
+            except StoreError as err:
+                raise UserError(f"cannot use the data root {err}") from None
     for name in names:
         for root in roots:
             ok, detail = dataset_spec(name).available(root)
@@ -355,23 +373,43 @@ def _check_data(space: dict[str, Any]) -> None:
 
 
 def _check_weights(space: dict[str, Any]) -> None:
-    """Refuse to start a sweep whose pretrained weights are not on this machine."""
+    """Refuse to start a sweep whose pretrained weights are neither on this machine nor
+    under its --weights-root (listed, not downloaded: each node copies them itself)."""
     if not has_path(space, "model.pretrained"):
         return
     from trainables.models.video.weights import required_weight_files
 
     names = grid_axes(space).get("model.name") or [get_path(space, "model.name")]
     flags = grid_axes(space).get("model.pretrained") or [get_path(space, "model.pretrained")]
+    root = get_path(space, "model.weights_root") if has_path(space, "model.weights_root") else None
+    held = _weight_files(root) if root else None
     for name in names:
         for pretrained in flags:
             if pretrained is not True:
                 continue
             for path in required_weight_files({"name": name, "pretrained": True}):
-                if not path.exists():
+                if held is not None and path.name not in held:
+                    shown = ", ".join(sorted(held)[:5]) or "no .pth files"
+                    raise UserError(
+                        f"model {name} with pretrained=true needs {path.name}, which "
+                        f"--weights-root {root} does not hold (it holds: {shown}); upload "
+                        "torchvision's file there, or --set model.pretrained=false")
+                if held is None and not path.exists():
                     raise UserError(
                         f"model {name} with pretrained=true needs the weights file {path} "
                         "(torchvision's, in the torch hub cache; this machine does not "
-                        "download): copy it there, or --set model.pretrained=false")
+                        "download): copy it there, or pass --weights-root with a bucket or "
+                        "folder holding it, or --set model.pretrained=false")
+
+
+def _weight_files(root: str) -> set[str]:
+    """The .pth file names under a --weights-root, from its listing; one line if unreadable."""
+    from trainables.models.video.weight_copy import weight_files
+
+    try:
+        return set(weight_files(root, check=True)[1])
+    except StoreError as err:
+        raise UserError(f"cannot use the weights root {err}") from None
 
 
 def describe_protocol(protocol: TuningProtocol) -> str:

@@ -15,6 +15,12 @@ few seconds at most. It fails only when none of those tried is usable.
 Data a sweep reads from somewhere the driver cannot see is not checked: bundled data (no
 root) and a root that does not exist here (with --address the data may live only on the
 worker nodes; without it the presence check has already refused a missing root).
+
+A bucket root (s3://, gs://) is checked without downloading the dataset: the loaders run on
+a tree of empty placeholders named like the bucket's objects (``remote_view``), and only the
+files a check reads are fetched: the FSDD recordings and videos it tries, the HMDB51 split
+lists or the WLASL index, and CIFAR's small meta file (the 30 MB batches are left to the
+trials, which each node reads from its own copy).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any, TypeVar
 
 from orchestrator.errors import UserError
 from orchestrator.space import grid_axes, set_path
+from trainables.data.stores import StoreError, is_uri
 
 SHOWN = 3            # bad files named in the error; the rest are counted
 FSDD_TRIES = 16      # recordings tried first, spread over the sorted list
@@ -51,6 +58,9 @@ def check_data(cfg: Any) -> None:
     root = getattr(cfg, "root", None)
     if not root:
         return  # bundled with the package
+    if is_uri(root):
+        _check_remote(cfg, root)
+        return
     path = Path(root).expanduser()
     if not path.exists():
         return  # the presence check's business; on a cluster the data may be on workers only
@@ -60,6 +70,26 @@ def check_data(cfg: Any) -> None:
         _check_fsdd(path, cfg.sample_rate)
     elif cfg.name in ("hmdb51", "wlasl"):
         _check_video(cfg, path)
+
+
+def _check_remote(cfg: Any, root: str) -> None:
+    """``check_data`` for a bucket root: the same checks on placeholders, fetching only the
+    files they read; messages name the URI."""
+    from trainables.data.remote_view import sparse_view
+
+    try:
+        view = sparse_view(root)
+        if cfg.name in ("cifar10", "cifar100"):
+            _check_cifar(view.root, 10 if cfg.name == "cifar10" else 100,
+                         getattr(cfg, "label_mode", "fine"), fetch=view.fetch)
+        elif cfg.name == "fsdd":
+            _check_fsdd(view.root, cfg.sample_rate, fetch=view.fetch)
+        elif cfg.name in ("hmdb51", "wlasl"):
+            _check_video(cfg, view.root, fetch=view.fetch)
+    except StoreError as err:
+        raise UserError(f"cannot use the data root {err}") from None
+    except UserError as err:
+        raise UserError(view.shown(str(err))) from None
 
 
 def _data_configs(space: dict[str, Any]) -> Iterator[Any]:
@@ -144,8 +174,10 @@ def _short(reason: str, limit: int = 100) -> str:
 # --------------------------------------------------------------------------------- CIFAR
 
 
-def _check_cifar(root: Path, classes: int, label_mode: str) -> None:
-    """Read every CIFAR file with the loader's readers: any bad one is fatal to every trial."""
+def _check_cifar(root: Path, classes: int, label_mode: str,
+                 fetch: Callable[[Path], Path] | None = None) -> None:
+    """Read every CIFAR file with the loader's readers: any bad one is fatal to every trial.
+    With ``fetch`` (a bucket's placeholders) only the meta file is fetched and read."""
     from trainables.data import cifar
 
     directory = cifar.find_cifar(root, classes)
@@ -161,9 +193,13 @@ def _check_cifar(root: Path, classes: int, label_mode: str) -> None:
                                                       classes))]
         reads += [(name, lambda p: cifar._read_batch(p, f"{label_mode}_labels", count, classes))
                   for name in ("train", "test")]
+    if fetch is not None:
+        reads = reads[:1]
     bad = []
     for name, read in reads:
         path = directory / name
+        if fetch is not None:
+            fetch(path)
         try:
             read(path)
         except cifar.DatasetCorruptError as err:
@@ -181,8 +217,10 @@ def _check_cifar(root: Path, classes: int, label_mode: str) -> None:
 # ---------------------------------------------------------------------------------- FSDD
 
 
-def _check_fsdd(root: Path, sample_rate: int) -> None:
-    """Fail only when none of a handful of recordings reads: the loader skips the odd bad one."""
+def _check_fsdd(root: Path, sample_rate: int,
+                fetch: Callable[[Path], Path] | None = None) -> None:
+    """Fail only when none of a handful of recordings reads: the loader skips the odd bad one.
+    ``fetch`` gives a bucket's placeholder its bytes before it is read."""
     from trainables.data.errors import DatasetMissingError
     from trainables.data.fsdd import LAYOUT_HINT, UnreadableAudio, find_recordings, read_wave
 
@@ -191,6 +229,8 @@ def _check_fsdd(root: Path, sample_rate: int) -> None:
     except DatasetMissingError as err:
         raise UserError(f"dataset fsdd: {err}") from None
     def problem(recording) -> str | None:
+        if fetch is not None:
+            fetch(recording.path)
         try:
             read_wave(recording.path, sample_rate)
         except UnreadableAudio as err:
@@ -210,12 +250,15 @@ def _check_fsdd(root: Path, sample_rate: int) -> None:
 # --------------------------------------------------------------------------------- video
 
 
-def _check_video(cfg: Any, root: Path) -> None:
-    """Fail only when none of a few listed videos decodes: the loader skips the odd bad one."""
+def _check_video(cfg: Any, root: Path, fetch: Callable[[Path], Path] | None = None) -> None:
+    """Fail only when none of a few listed videos decodes: the loader skips the odd bad one.
+    ``fetch`` gives a bucket's placeholders their bytes: the index files, then each video tried."""
     from trainables.data.errors import DatasetMissingError
     from trainables.data.video.check import _name, check_entry
     from trainables.data.video.decode import DecoderMissingError
 
+    if fetch is not None:
+        _fetch_index_files(cfg, root, fetch)
     try:
         if cfg.name == "hmdb51":
             from trainables.data.video.hmdb51 import load_hmdb51_index
@@ -228,6 +271,8 @@ def _check_video(cfg: Any, root: Path) -> None:
     except (DatasetMissingError, ValueError) as err:
         raise UserError(f"dataset {cfg.name} under {root}: {err}") from None
     def problem(entry) -> str | None:
+        if fetch is not None:
+            fetch(entry.path)
         with _native_stderr_silenced():
             reason, _ = check_entry(entry)
         # decord repeats the path in its reason; the listing names the file already.
@@ -248,6 +293,23 @@ def _check_video(cfg: Any, root: Path) -> None:
         f"{_listing([(_name(e), why) for e, why in bad])}; see them all with `python -m "
         f"orchestrator data check {cfg.name} --data-root {root}{_check_flags(cfg)}`, then "
         "re-download or re-extract the videos")
+
+
+def _fetch_index_files(cfg: Any, root: Path, fetch: Callable[[Path], Path]) -> None:
+    """The files a video index is read from: HMDB51's split lists of the chosen split,
+    WLASL's JSON index."""
+    if cfg.name == "hmdb51":
+        from trainables.data.video.hmdb51 import SPLIT_DIR, find_hmdb51
+
+        base = find_hmdb51(root)
+        for path in (base / SPLIT_DIR).glob(f"*_test_split{cfg.split}.txt") if base else ():
+            fetch(path)
+    else:
+        from trainables.data.video.wlasl import INDEX_FILE, find_wlasl
+
+        base = find_wlasl(root)
+        if base is not None:
+            fetch(base / INDEX_FILE)
 
 
 def _check_flags(cfg: Any) -> str:

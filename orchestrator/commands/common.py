@@ -63,7 +63,15 @@ def add_sweep_arguments(parser) -> None:
     group.add_argument("--search-seed", type=int,
                        help="seed of the candidate draws (default fixed: two runs draw the "
                             "same candidates)")
-    group.add_argument("--data-root", help="directory holding the datasets (default: bundled data)")
+    group.add_argument("--data-root",
+                       help="where the dataset is: a directory (local or shared), or a bucket "
+                            "URI (s3://bucket/prefix, gs://..., S3-compatible stores via "
+                            "$AWS_ENDPOINT_URL or ?endpoint_override=HOST:PORT&scheme=http) "
+                            "that each node copies once into its cache (default: bundled data)")
+    group.add_argument("--weights-root", metavar="URI",
+                       help="a bucket URI or directory holding pretrained weight files "
+                            "(torchvision's *.pth): each node copies them once into its "
+                            "torch hub cache before building a pretrained model")
     group.add_argument("--smoke", action="store_true",
                        help="two epochs of a few batches: checks the plumbing in about a minute on CPU")
     resources = parser.add_argument_group("resources")
@@ -100,7 +108,8 @@ def sweep_options(args):
         overrides=tuple(args.overrides), profiles=tuple(args.profiles), seeds=args.seeds, scheduler=args.scheduler,
         search=args.search, samples=args.samples, max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        data_root=args.data_root, smoke=args.smoke, search_seed=args.search_seed,
+        data_root=args.data_root, weights_root=args.weights_root, smoke=args.smoke,
+        search_seed=args.search_seed,
         max_seeds=args.max_seeds, seed_batch=args.seed_batch, alpha=args.alpha,
         margin=args.margin,
     )

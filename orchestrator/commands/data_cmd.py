@@ -36,7 +36,9 @@ def add_parser(commands) -> None:
 
     check = actions.add_parser("check", help="validate a dataset tree and count corrupt videos")
     check.add_argument("dataset", choices=VIDEO_DATASETS)
-    check.add_argument("--data-root", type=Path, required=True)
+    check.add_argument("--data-root", required=True,
+                       help="the dataset's directory, or a bucket URI (copied into this "
+                            "node's cache first, as a trial would)")
     check.add_argument("--split", type=int, default=1, help="hmdb51 split list (1, 2 or 3)")
     check.add_argument("--glosses", type=int, default=10, help="wlasl: the first K glosses")
     check.set_defaults(func=_check)
@@ -86,10 +88,11 @@ def _cannot_write(out: Path, err: OSError) -> str:
 
 def _check(args: argparse.Namespace) -> int:
     from trainables.data.errors import DatasetMissingError
+    from trainables.data.remote import local_root
     from trainables.data.video.check import check_dataset
 
     try:
-        report = check_dataset(args.dataset, args.data_root, split=args.split,
+        report = check_dataset(args.dataset, local_root(args.data_root), split=args.split,
                                num_glosses=args.glosses)
     except (DatasetMissingError, ValueError) as err:
         raise UserError(str(err)) from None

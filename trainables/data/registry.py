@@ -1,11 +1,15 @@
 """Datasets by name: a typed config per dataset, a builder, and an availability check.
 
 The availability check lets ``orchestrator list`` say whether a preset can run here
-without loading anything large.
+without loading anything large. A ``root`` may be a path or a bucket URI (``s3://``,
+``gs://``): a trial reads its node's copy of a bucket (``trainables.data.remote``), and the
+availability check runs the same local check on a listing of the bucket
+(``trainables.data.remote_view``), so both forms give the same answer and the same message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import importlib.util
@@ -16,7 +20,9 @@ from typing import Any, Literal
 
 from trainables.config import ConfigError, parse
 from trainables.data.errors import DatasetMissingError
+from trainables.data.remote import local_root, node_copy
 from trainables.data.splits import ArraySplits
+from trainables.data.stores import StoreError, is_uri
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,7 @@ def _reduced_mnist(cfg: ReducedMnistConfig) -> ArraySplits:
     from trainables.data.mnist import reduced_mnist
 
     return reduced_mnist(
-        data_root=Path(cfg.root).expanduser() if cfg.root else None,
+        data_root=local_root(cfg.root) if cfg.root else None,
         split_seed=cfg.split_seed,
         val_fraction=cfg.val_fraction,
         train_per_class=cfg.train_per_class,
@@ -56,10 +62,11 @@ def _reduced_mnist_available(root: str | None) -> tuple[bool, str]:
 
 
 def _root(root: str | None, name: str, hint: str) -> Path:
-    """The data root as a Path, or the one-line error a run without --data-root gets."""
+    """The data root as a local Path (a bucket's node copy), or the one-line error a run
+    without --data-root gets."""
     if not root:
         raise DatasetMissingError(_no_root(name, hint))
-    return Path(root).expanduser()
+    return local_root(root)
 
 
 def _no_root(name: str, hint: str) -> str:
@@ -215,7 +222,7 @@ def _fsdd(cfg: FsddConfig) -> ArraySplits:
             width=cfg.width, duration_s=cfg.duration_s, top_db=cfg.top_db)
     except ValueError as err:
         raise ConfigError(f"data: {err}") from None
-    root = Path(cfg.root).expanduser() if cfg.root else BUNDLED_ROOT
+    root = local_root(cfg.root, _cache_dir(cfg)) if cfg.root else BUNDLED_ROOT
     return load_fsdd(
         root, spec, channels=cfg.channels, split=cfg.split, test_below=cfg.test_below,
         test_speakers=cfg.test_speakers,
@@ -371,7 +378,14 @@ def _fraction_holdout(key: str) -> Callable[[Any], tuple[bool, tuple[str, Any] |
 
 
 def _image_folder_holdout(cfg: Any) -> tuple[bool, tuple[str, Any] | None]:
-    has_val = bool(cfg.root) and (Path(cfg.root).expanduser() / "val").is_dir()
+    has_val = False
+    if cfg.root and is_uri(cfg.root):
+        from trainables.data.remote_view import sparse_view
+
+        with contextlib.suppress(StoreError):  # the presence check says what is wrong
+            has_val = (sparse_view(cfg.root).root / "val").is_dir()
+    elif cfg.root:
+        has_val = (Path(cfg.root).expanduser() / "val").is_dir()
     return cfg.val_fraction <= 0 and not has_val, ("data.val_fraction", 0.1)
 
 
@@ -385,29 +399,54 @@ def _separate_validation(cfg: Any) -> tuple[bool, tuple[str, Any] | None]:
     return False, None
 
 
+def _uri_aware(local: Callable[[str | None], tuple[bool, str]]
+               ) -> Callable[[str | None], tuple[bool, str]]:
+    """``local``'s check, run for a bucket URI on a placeholder tree of the bucket's listing
+    (nothing downloaded), its message naming the URI instead of the placeholder folder."""
+    def available(root: str | None) -> tuple[bool, str]:
+        if not (root and is_uri(root)):
+            return local(root)
+        from trainables.data.remote_view import sparse_view
+
+        try:
+            view = sparse_view(root)
+        except StoreError as err:
+            return False, str(err)
+        ok, detail = local(str(view.root))
+        if not view.objects:
+            detail = f"the bucket has no objects under that prefix; {detail}"
+        return ok, view.shown(detail)
+
+    return available
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     config: type
     build: Callable[[Any], Any]      # ArraySplits, or ClipSplits for video datasets
-    available: Callable[[str | None], tuple[bool, str]]
+    available: Callable[[str | None], tuple[bool, str]]  # for a path or a bucket URI
     # (validation is the test split?, the override that holds a validation set out of
     # training instead, or None when the dataset has none): tuning must never select on test.
     validation: Callable[[Any], tuple[bool, tuple[str, Any] | None]] = _separate_validation
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "reduced_mnist": DatasetSpec(ReducedMnistConfig, _reduced_mnist, _reduced_mnist_available,
+    "reduced_mnist": DatasetSpec(ReducedMnistConfig, _reduced_mnist,
+                                 _uri_aware(_reduced_mnist_available),
                                  _fraction_holdout("val_fraction")),
-    "mnist": DatasetSpec(MnistConfig, _mnist, _mnist_available, _fraction_holdout("val_size")),
-    "cifar10": DatasetSpec(Cifar10Config, _cifar, _cifar_available(10),
+    "mnist": DatasetSpec(MnistConfig, _mnist, _uri_aware(_mnist_available),
+                         _fraction_holdout("val_size")),
+    "cifar10": DatasetSpec(Cifar10Config, _cifar, _uri_aware(_cifar_available(10)),
                            _fraction_holdout("val_size")),
-    "cifar100": DatasetSpec(Cifar100Config, _cifar, _cifar_available(100),
+    "cifar100": DatasetSpec(Cifar100Config, _cifar, _uri_aware(_cifar_available(100)),
                             _fraction_holdout("val_size")),
-    "image_folder": DatasetSpec(ImageFolderConfig, _image_folder, _image_folder_available,
-                                _image_folder_holdout),
-    "fsdd": DatasetSpec(FsddConfig, _fsdd, _fsdd_available, _fraction_holdout("val_fraction")),
-    "hmdb51": DatasetSpec(Hmdb51Config, _hmdb51, _hmdb51_available, _hmdb51_holdout),
-    "wlasl": DatasetSpec(WlaslConfig, _wlasl, _wlasl_available),
+    "image_folder": DatasetSpec(ImageFolderConfig, _image_folder,
+                                _uri_aware(_image_folder_available), _image_folder_holdout),
+    "fsdd": DatasetSpec(FsddConfig, _fsdd, _uri_aware(_fsdd_available),
+                        _fraction_holdout("val_fraction")),
+    "hmdb51": DatasetSpec(Hmdb51Config, _hmdb51, _uri_aware(_hmdb51_available),
+                          _hmdb51_holdout),
+    "wlasl": DatasetSpec(WlaslConfig, _wlasl, _uri_aware(_wlasl_available)),
 }
 
 
@@ -451,13 +490,29 @@ def _check_common_ranges(cfg: Any) -> None:
 
 
 def load_dataset(values: dict[str, Any]) -> Any:
-    """Build (or reuse, within this process) the dataset a trial's ``data`` config names."""
+    """Build (or reuse, within this process) the dataset a trial's ``data`` config names.
+
+    A bucket root is first copied to (or found in) this node's cache, and the dataset is
+    built from that copy; the trial's data note then says whether it copied or reused it.
+    """
     cfg = parse_data_config(values)
-    if cfg.name in VIDEO_DATASETS:
-        # Video data is a memory-mapped store on disk: opening it is cheap and the page
-        # cache already shares it, and each trial should report its own cache hit or miss.
-        return dataset_spec(cfg.name).build(cfg)
-    return _cached(cfg)
+    copy = None
+    if is_uri(cfg.root):
+        copy = node_copy(cfg.root, _cache_dir(cfg))
+        cfg = dataclasses.replace(cfg, root=str(copy.path))
+    # Video data is a memory-mapped store on disk: opening it is cheap and the page cache
+    # already shares it, and each trial should report its own cache hit or miss.
+    video = cfg.name in VIDEO_DATASETS
+    splits = dataset_spec(cfg.name).build(cfg) if video else _cached(cfg)
+    if copy is None:
+        return splits
+    return dataclasses.replace(splits, description=f"{splits.description}; {copy.note()}")
+
+
+def _cache_dir(cfg: Any) -> Path | None:
+    """The config's own cache directory (fsdd, video), else None: the node's default."""
+    value = getattr(cfg, "cache_dir", None)
+    return Path(value).expanduser() if value else None
 
 
 @functools.lru_cache(maxsize=4)

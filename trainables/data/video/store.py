@@ -10,9 +10,11 @@ holding its own copy.
 Safety, as in `trainables.data.node_cache`: the first trial to need a store takes an
 exclusive lock and builds it in a temporary folder; trials that start at the same moment
 wait on the lock and then open the finished store; the folder appears under its final name
-by one ``os.replace``, so nobody ever maps a half-written array. The key hashes the dataset,
-its video files (name, size, mtime), the sampling and the frame size, so a changed setting
-or file makes a new store instead of serving stale frames.
+by one ``os.replace``, so nobody ever maps a half-written array; where two nodes build one
+store in a shared directory, the second rename fails and that node uses the first node's
+store (``_publish``). The key hashes the dataset, its video files (name, size, mtime), the
+sampling and the frame size, so a changed setting or file makes a new store instead of
+serving stale frames.
 
 Layout of ``<cache>/clips-<key>/``: ``frames.npy`` (total frames, H, W, 3) uint8;
 ``index.npz`` with per-video ``start``, ``length``, ``label``, ``subset``, ``video_id``;
@@ -21,6 +23,7 @@ Layout of ``<cache>/clips-<key>/``: ``frames.npy`` (total frames, H, W, 3) uint8
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -198,7 +201,24 @@ def _build(folder: Path, entries: Sequence[VideoEntry], sampling: FrameSampling,
                                 "size": list(size), "videos": len(chosen),
                                 "build_seconds": round(time.perf_counter() - started, 3)}
         (temp / "meta.json").write_text(json.dumps(meta, indent=1))
-        os.replace(temp, folder)
+        _publish(temp, folder)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+
+
+def _publish(temp: Path, folder: Path) -> None:
+    """Rename the finished ``temp`` store to ``folder``.
+
+    In a cache directory shared by several nodes (an NFS home) the lock may not reach across
+    nodes, so another node can finish the same store first: renaming a folder onto a
+    non-empty one fails (ENOTEMPTY, or EEXIST on some systems). The same key means the same
+    content, so the loser drops its copy and uses the winner's, if that one opens.
+    """
+    try:
+        os.replace(temp, folder)
+    except OSError as err:
+        if err.errno not in (errno.ENOTEMPTY, errno.EEXIST) or _try_open(folder) is None:
+            raise
+        log.info("clip store %s was finished by another process; using it", folder)
+        shutil.rmtree(temp, ignore_errors=True)

@@ -39,7 +39,7 @@ from torch import nn
 from torchvision.models import resnet18
 
 from trainables.models.registry import register_model
-from trainables.models.video.weights import load_pretrained_state_dict
+from trainables.models.video.weights import ensure_weights, load_pretrained_state_dict
 
 POOLING_CHOICES: tuple[str, ...] = ("mean", "tcn", "attention")
 BACKBONE_CHOICES: tuple[str, ...] = ("resnet18",)
@@ -239,14 +239,19 @@ def frame_temporal(
     kernel_size: int = 3,
     attention_heads: int = 4,
     dropout: float = 0.2,
+    weights_root: str | None = None,
 ) -> FrameTemporal:
     """WLASL: per-frame ResNet-18 features pooled over time; see the module docstring.
 
     pooling: "mean", "tcn" or "attention"; pretrained: ImageNet backbone weights from the torch
     hub cache (never downloaded); freeze_backbone: no gradients, eval mode, no_grad forward;
     tcn_channels / tcn_levels / kernel_size: the TCN's width, depth and kernel; attention_heads:
-    heads of the attention pooling; dropout: in the TCN blocks, else before the classifier.
+    heads of the attention pooling; dropout: in the TCN blocks, else before the classifier;
+    weights_root: a bucket URI or folder whose .pth files are copied to the hub cache first
+    (once per node; `--weights-root`).
     """
+    if pretrained:
+        ensure_weights(backbone, weights_root)
     return FrameTemporal(
         num_classes=num_classes,
         pooling=pooling,

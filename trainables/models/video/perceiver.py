@@ -66,6 +66,7 @@ from trainables.models.video.r2plus1d import (
     count_parameters,
     truncated_r2plus1d,
 )
+from trainables.models.video.weights import ensure_weights
 
 POOL_CHOICES: tuple[str, ...] = ("auto", "cls", "mean")
 _CACHE_LIMIT = 8
@@ -414,6 +415,7 @@ def r2plus1d_perceiver(
     pool: str = "auto",
     dropout: float = 0.0,
     pretrained: bool = False,
+    weights_root: str | None = None,
 ) -> R2Plus1DPerceiver | R2Plus1DClassifier:
     """The HMDB51 study's truncated R(2+1)D-18 + Perceiver; see `trainables.models.video.perceiver`.
 
@@ -424,10 +426,13 @@ def r2plus1d_perceiver(
     cnn_blocks: 4, 6, 7 or 8 basic blocks kept; cross_blocks: groups of one cross-attention
     block followed by `self_per_cross` self-attention blocks (0 = self-only over the CNN
     tokens); pool: "auto", "cls" or "mean"; dropout: attention weights, feed-forward hidden
-    layer and classifier input; pretrained: Kinetics-400 CNN weights from the torch hub cache.
-    Study variants: cross-only (1, 0), 1C+1S (1, 1), 1C+6S (1, 6), 2 x (1C+6S) (2, 6),
+    layer and classifier input; pretrained: Kinetics-400 CNN weights from the torch hub cache;
+    weights_root: a bucket URI or folder whose .pth files are copied there first (once per
+    node; `--weights-root`). Study variants: cross-only (1, 0), 1C+1S (1, 1), 1C+6S (1, 6), 2 x (1C+6S) (2, 6),
     self-only (0, n).
     """
+    if pretrained:
+        ensure_weights("r2plus1d_18", weights_root)
     if cross_blocks == 0 and self_per_cross == 0:
         return R2Plus1DClassifier(num_classes=num_classes, cnn_blocks=cnn_blocks,
                                   dropout=dropout, pretrained=pretrained)

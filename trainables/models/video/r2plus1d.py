@@ -37,7 +37,7 @@ from torch import nn
 from torchvision.models.video import r2plus1d_18
 
 from trainables.models.registry import register_model
-from trainables.models.video.weights import load_pretrained_state_dict
+from trainables.models.video.weights import ensure_weights, load_pretrained_state_dict
 
 CNN_BLOCK_CHOICES: tuple[int, ...] = (4, 6, 7, 8)
 BLOCKS_PER_LAYER = 2
@@ -152,12 +152,16 @@ def r2plus1d(
     cnn_blocks: int = 8,
     dropout: float = 0.0,
     pretrained: bool = False,
+    weights_root: str | None = None,
 ) -> R2Plus1DClassifier:
     """The study's baseline: truncated R(2+1)D-18 + average pool + Linear; see the module doc.
 
     cnn_blocks: basic blocks kept, 4, 6, 7 or 8; dropout: before the Linear; pretrained:
-    Kinetics-400 weights from the torch hub cache (never downloaded).
+    Kinetics-400 weights from the torch hub cache (never downloaded); weights_root: a bucket
+    URI or folder whose .pth files are copied there first (once per node; `--weights-root`).
     """
+    if pretrained:
+        ensure_weights("r2plus1d_18", weights_root)
     return R2Plus1DClassifier(
         num_classes=num_classes, cnn_blocks=cnn_blocks, dropout=dropout, pretrained=pretrained
     )

@@ -5,7 +5,9 @@ fails in every trial at the first `torchvision` download is expensive to discove
 weight file must already sit where torchvision's own downloader would have put it,
 `<torch.hub.get_dir()>/checkpoints/<basename of the weights URL>`; when it does not, the
 error names that exact path and the URL to fetch it from, and `required_weight_files` lets
-the CLI check every file a sweep needs before its first trial starts.
+the CLI check every file a sweep needs before its first trial starts. On a cluster,
+`--weights-root` (a bucket or shared folder holding the files) fills each node's cache before
+the first pretrained model is built there (`ensure_weights`, `weight_copy`).
 
 Files used (torchvision's names, so a cache filled by torchvision itself is found):
 
@@ -72,9 +74,31 @@ def missing_weights_message(key: str) -> str:
     """One line: the file to place, where to fetch it, and how to train without it."""
     return (
         f"pretrained {key} weights not found at {weight_path(key)}: download "
-        f"{weight_url(key)} on a machine with internet and place it at that path, "
+        f"{weight_url(key)} on a machine with internet and place it at that path (or in a "
+        f"bucket or shared folder passed as --weights-root, which every node copies from), "
         f"or set model.pretrained=false to train from scratch"
     )
+
+
+def ensure_weights(key: str, weights_root: str | None) -> None:
+    """Before a pretrained model is built: with a weights root, copy its files into this
+    node's hub cache (once per node), and fail in one line if the `key` file is not among them.
+
+    Without one, nothing happens here: `load_pretrained_state_dict` reports a missing file.
+    """
+    if not weights_root:
+        return
+    from trainables.data.stores import display
+    from trainables.models.video.weight_copy import fetch_weights
+
+    copy = fetch_weights(weights_root)
+    path = weight_path(key)
+    if not path.is_file():
+        held = ", ".join(sorted(copy.available)[:5]) or "no .pth files"
+        raise MissingWeightsError(
+            f"pretrained {key} weights not found at {path}, and --weights-root "
+            f"{display(weights_root)} does not hold {path.name} (it holds: {held}): upload "
+            f"{weight_url(key)} there, or set model.pretrained=false to train from scratch")
 
 
 def load_pretrained_state_dict(key: str) -> dict[str, torch.Tensor]:
