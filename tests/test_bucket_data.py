@@ -351,10 +351,10 @@ def main_error(s3_env, cache, tmp_path, monkeypatch, capsys):
     error and exit 2. Only for cases a live server answers at once; the hang-prone ones
     (endpoints that refuse or never answer) run in a subprocess with a timeout."""
     from orchestrator.cli import main
-    from trainables.data.remote_view import sparse_view
+    from trainables.data.remote_view import clear_views
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    sparse_view.cache_clear()
+    clear_views()
 
     def run(*args: str) -> str:
         code = main(list(args))

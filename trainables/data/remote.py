@@ -200,7 +200,9 @@ def fetch_object(store: Store, obj: RemoteObject, target: Path, scratch: Path) -
         written = 0
         with open(temp, "wb") as sink:
             try:
-                source = store.fs.open_input_stream(store.object_path(obj.rel))
+                # compression=None: the bytes as stored (pyarrow would gunzip a .gz name)
+                source = store.fs.open_input_stream(store.object_path(obj.rel),
+                                                    compression=None)
             except OSError as err:
                 raise classify(err, store.uri, endpoint=store.endpoint) from None
             with source:

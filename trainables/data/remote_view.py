@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainables.data.remote import fetch_object
-from trainables.data.stores import CHECK, RemoteObject, Store, list_objects, open_store
+from trainables.data.stores import (
+    CHECK,
+    RemoteObject,
+    Store,
+    StoreError,
+    list_objects,
+    open_store,
+)
 
 
 @dataclass
@@ -49,13 +56,29 @@ class SparseView:
         return text.replace(str(self.root), self.store.shown.split("?", 1)[0])
 
 
-@functools.lru_cache(maxsize=8)
 def sparse_view(uri: str) -> SparseView:
     """The placeholder tree of ``uri`` (listed with the driver's short timeouts); StoreError
-    when the store cannot be reached or read."""
+    when the store cannot be reached or read. Both answers are kept for the process: a
+    command that checks several presets against one unreachable URI waits once."""
+    view = _view_or_error(uri)
+    if isinstance(view, StoreError):
+        raise StoreError(str(view))
+    return view
+
+
+def clear_views() -> None:
+    """Forget every listing (tests; a long-lived driver that wants a fresh look)."""
+    _view_or_error.cache_clear()
+
+
+@functools.lru_cache(maxsize=8)
+def _view_or_error(uri: str) -> SparseView | StoreError:
     store = open_store(uri, connect_timeout=CHECK["connect_timeout"],
                        request_timeout=CHECK["request_timeout"], attempts=int(CHECK["attempts"]))
-    objects = list_objects(store)
+    try:
+        objects = list_objects(store)
+    except StoreError as err:
+        return err
     base = Path(tempfile.mkdtemp(prefix="orchestrator-view-"))
     atexit.register(shutil.rmtree, base, ignore_errors=True)
     root = base / "tree"

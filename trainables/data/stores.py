@@ -230,6 +230,8 @@ def _boto3_listing(store: Store) -> Iterator[RemoteObject]:
 # -------------------------------------------------------------------------------- errors
 
 
+_NO_TOKEN = re.compile(r"OAuth2 access token|Unable to locate credentials|NoCredentialsError",
+                       re.IGNORECASE)
 _UNREACHABLE = re.compile(r"NETWORK_CONNECTION|curlCode|Could not (connect|resolve)|"
                           r"Timeout|timed out|EndpointConnectionError|Connection refused|"
                           r"ConnectTimeout|ReadTimeout", re.IGNORECASE)
@@ -248,15 +250,19 @@ def classify(err: BaseException, uri: str, *, endpoint: str | None) -> StoreErro
     shown = display(uri)
     scheme = urlsplit(uri).scheme.lower()
     where = endpoint or ("Google Cloud Storage" if scheme != "s3" else "AWS S3")
+    found = credentials_source(scheme) if not _anonymous(uri) else "anonymous access"
+    if found is None and _NO_TOKEN.search(text):
+        return StoreError(f"{shown}: no credentials found on this machine ({_gist(text)}); "
+                          f"{_credential_fix(scheme)}")
     if _UNREACHABLE.search(text):
-        fix = ("check $AWS_ENDPOINT_URL or the URI's ?endpoint_override=HOST:PORT&scheme=http, "
-               "and that the server is up" if endpoint else "check this machine's network")
+        env = "$AWS_ENDPOINT_URL or " if scheme == "s3" else ""
+        fix = (f"check {env}the URI's ?endpoint_override=HOST:PORT&scheme=http, and that the "
+               "server is up" if endpoint else "check this machine's network")
         return StoreError(f"{shown}: cannot reach {where} ({_gist(text)}); {fix}")
     if _NO_BUCKET.search(text):
         bucket = urlsplit(uri).netloc.rsplit("@", 1)[-1]
         return StoreError(f"{shown}: bucket {bucket!r} does not exist at {where}; check the "
                           "name (and the endpoint), or create it and upload the data")
-    found = credentials_source(scheme) if not _anonymous(uri) else "anonymous access"
     if found is None:
         return StoreError(f"{shown}: no credentials found on this machine ({_gist(text)}); "
                           f"{_credential_fix(scheme)}")
