@@ -64,6 +64,19 @@ def resolve(location: str) -> tuple[pafs.FileSystem, str]:
         raise UserError(f"cannot open storage {location!r}: {err}") from None
 
 
+def check_readable(location: str) -> None:
+    """Fail with one line if a bucket's endpoint cannot be reached or refuses us (a local
+    path is left alone: nothing is created before the sweep's own checks pass)."""
+    if not is_uri(location):
+        return
+    fs, path = resolve(location)
+    try:
+        fs.get_file_info(path)
+    except Exception as err:
+        raise UserError(f"storage {location!r} cannot be read ({first_line(err)}); check the "
+                        "URI, the credentials and the endpoint (AWS_ENDPOINT_URL)") from None
+
+
 def check_writable(location: str) -> None:
     """Fail before any trial starts if results could not be written."""
     fs, path = resolve(location)

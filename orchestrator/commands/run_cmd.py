@@ -56,15 +56,15 @@ def run(args: argparse.Namespace) -> int:
         normalise_storage,
         resume_command,
     )
-    from orchestrator.storage import check_writable
+    from orchestrator.storage import check_readable
 
     if args.max_failures is not None and args.max_failures < 0:
         raise UserError(f"--max-failures {args.max_failures}: must be 0 or more")
     exp = load_preset(args.preset)
     storage = normalise_storage(args.storage)
-    # First, before anything reads the store: a missing bucket, an unreachable endpoint or
-    # no credentials is then one line, whatever the command was going to read.
-    check_writable(storage)
+    # First, before anything reads the store: an unreachable endpoint or refused credentials
+    # is then one line, whatever the command was going to read.
+    check_readable(storage)
     if args.resume:
         run_id = args.name
         if run_id is None:
