@@ -193,6 +193,7 @@ import json, sys, time
 from pathlib import Path
 from trainables.data.remote import node_copy
 go = Path(sys.argv[2])
+Path(sys.argv[3]).touch()  # imported: ready
 while not go.exists():
     time.sleep(0.005)
 copy = node_copy(sys.argv[1])
@@ -203,11 +204,14 @@ print(json.dumps({"path": str(copy.path), "fetched": copy.fetched_files,
 
 def test_two_processes_at_once_copy_once(s3_env, fsdd_bucket, fsdd_tree, cache, tmp_path):
     uri, go = f"s3://{fsdd_bucket}/fsdd", tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", TWO_NODES, uri, str(go)], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=dict(os.environ)) for _ in range(2)]
-    time.sleep(3)  # both past their imports, waiting for the same start
-    go.touch()
+    ready = [tmp_path / f"ready-{i}" for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", TWO_NODES, uri, str(go), str(flag)],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=dict(os.environ)) for flag in ready]
+    deadline = time.monotonic() + 120
+    while not all(flag.exists() for flag in ready) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()  # both start copying at the same moment
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=120)
