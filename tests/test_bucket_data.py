@@ -142,6 +142,25 @@ def test_interrupted_copy_resumes_without_fetching_complete_files(s3_env, fsdd_b
     assert "resuming a copy that had 50" in finished.note()
 
 
+def test_a_failed_fetch_ends_the_copy_without_waiting_out_the_rest(s3_env, fsdd_bucket,
+                                                                   cache, monkeypatch):
+    """A store that fails midway (each request then waits out its timeouts) must not keep
+    the trial busy with every queued object: the copy stops at the first failure."""
+    real, calls = remote.fetch_object, []
+
+    def store_dies_after_20(store, obj, target, scratch):
+        calls.append(obj.rel)
+        if len(calls) > 20:
+            time.sleep(0.2)  # a request that times out
+            raise StoreError("read timeout (injected)")
+        real(store, obj, target, scratch)
+
+    monkeypatch.setattr(remote, "fetch_object", store_dies_after_20)
+    with pytest.raises(StoreError, match="injected"):
+        node_copy(f"s3://{fsdd_bucket}/fsdd", threads=8)
+    assert len(calls) < 20 + 3 * 8, len(calls)  # the ones in flight, not all 200
+
+
 KILLED_COPY = """
 import os, signal, sys
 from trainables.data import remote

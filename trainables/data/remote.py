@@ -32,7 +32,7 @@ import shutil
 import socket
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,11 +182,19 @@ def _fetch_all(store: Store, todo: list[RemoteObject], partial: Path, scratch: P
         if threads <= 1 or len(todo) <= 1:
             for obj in todo:
                 fetch_object(store, obj, partial / obj.rel, scratch)
-        else:
-            with ThreadPoolExecutor(min(threads, len(todo))) as pool:
-                for _ in pool.map(lambda o: fetch_object(store, o, partial / o.rel, scratch),
-                                  todo):
-                    pass
+            return
+        with ThreadPoolExecutor(min(threads, len(todo))) as pool:
+            futures = [pool.submit(fetch_object, store, obj, partial / obj.rel, scratch)
+                       for obj in todo]
+            try:
+                for future in as_completed(futures):
+                    future.result()
+            except BaseException:
+                # The first failure ends the copy: queued objects would each wait out the
+                # timeouts of a store that just failed (hours for thousands of files).
+                for future in futures:
+                    future.cancel()
+                raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
