@@ -239,8 +239,7 @@ _NO_BUCKET = re.compile(r"NO_SUCH_BUCKET|NoSuchBucket|bucket does not exist|"
                         r"Bucket '[^']*' not found", re.IGNORECASE)
 _DENIED = re.compile(r"ACCESS_DENIED|AccessDenied|INVALID_ACCESS_KEY_ID|InvalidAccessKeyId|"
                      r"SIGNATURE_DOES_NOT_MATCH|SignatureDoesNotMatch|HTTP status 40[13]|"
-                     r"Forbidden|NoCredentialsError|Unable to locate credentials|"
-                     r"PERMISSION_DENIED|Unauthenticated", re.IGNORECASE)
+                     r"Forbidden|PERMISSION_DENIED|Unauthenticated", re.IGNORECASE)
 
 
 def classify(err: BaseException, uri: str, *, endpoint: str | None) -> StoreError:
@@ -250,8 +249,7 @@ def classify(err: BaseException, uri: str, *, endpoint: str | None) -> StoreErro
     shown = display(uri)
     scheme = urlsplit(uri).scheme.lower()
     where = endpoint or ("Google Cloud Storage" if scheme != "s3" else "AWS S3")
-    found = credentials_source(scheme) if not _anonymous(uri) else "anonymous access"
-    if found is None and _NO_TOKEN.search(text):
+    if _NO_TOKEN.search(text):  # the SDK found no credentials to sign with
         return StoreError(f"{shown}: no credentials found on this machine ({_gist(text)}); "
                           f"{_credential_fix(scheme)}")
     if _UNREACHABLE.search(text):
@@ -263,6 +261,9 @@ def classify(err: BaseException, uri: str, *, endpoint: str | None) -> StoreErro
         bucket = urlsplit(uri).netloc.rsplit("@", 1)[-1]
         return StoreError(f"{shown}: bucket {bucket!r} does not exist at {where}; check the "
                           "name (and the endpoint), or create it and upload the data")
+    # Refused or failed otherwise: whether this machine has credentials at all decides the
+    # advice (an unsigned request to a private bucket fails in store-specific ways).
+    found = "anonymous access" if _anonymous(uri) else credentials_source(scheme)
     if found is None:
         return StoreError(f"{shown}: no credentials found on this machine ({_gist(text)}); "
                           f"{_credential_fix(scheme)}")
