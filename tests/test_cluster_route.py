@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ import pytest
 from tests.fake_cluster import fake_autoscaling_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
-FSDD = ROOT / "trainables" / "data" / "bundled"
+FSDD = ROOT / "trainables" / "data" / "bundled" / "spoken_digits"
 
 pytestmark = pytest.mark.cluster
 
@@ -103,7 +104,8 @@ def test_cpu_sweep_from_bucket_data_resumes_from_the_bucket(bucket_cluster):
     server, bucket, cluster = bucket_cluster
     server.upload_tree(FSDD, bucket, "datasets/fsdd")
     storage = f"s3://{bucket}/runs?{server.query()}"  # Ray's URI form of the endpoint
-    args = ["run", "fsdd_attention", *SWEEP, "--gpus-per-trial", "0",
+    # fp32 only: its fp16 arms can diverge in 8 steps (a recorded outcome, not this test's).
+    args = ["run", "fsdd_attention", *SWEEP, "--profile", "fp32-only", "--gpus-per-trial", "0",
             "--data-root", f"s3://{bucket}/datasets/fsdd", "--address", cluster.address,
             "--storage", storage, "--name", "cpu"]
     first = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=ROOT,
@@ -117,11 +119,15 @@ def test_cpu_sweep_from_bucket_data_resumes_from_the_bucket(bucket_cluster):
         time.sleep(1)
     first.send_signal(signal.SIGINT)
     stdout, stderr = first.communicate(timeout=120)
-    assert first.returncode in (0, 130), stdout[-2000:] + stderr[-2000:]
+    assert first.returncode == 130, stdout[-2000:] + stderr[-2000:]
 
-    resumed = cli(*args[:-1], "cpu", "--resume", env=cluster.env) if first.returncode else None
-    if resumed is not None:
-        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    # The command the interrupted run printed, run as the user would.
+    printed = stderr.strip().splitlines()[-1].split("resume with: ", 1)[1]
+    command = shlex.split(printed)
+    assert command[:3] == ["python", "-m", "orchestrator"] and storage in command
+    resumed = subprocess.run([sys.executable, *command[1:]], cwd=ROOT, text=True,
+                             capture_output=True, timeout=600, env=cluster.env)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     trials = read_parquet(server, bucket, f"{prefix}/trials.parquet")
     assert trials["status"].to_list() == ["ok"] * trials.height and trials.height >= 2
     assert trials["trial_id"].n_unique() == trials.height
@@ -166,7 +172,8 @@ def test_local_storage_that_other_nodes_cannot_see_is_refused(tmp_path):
 
 
 def test_a_gpu_request_no_node_type_can_hold_is_one_line(bucket_cluster):
-    server, bucket, cluster = bucket_cluster
+    server, _, cluster = bucket_cluster
+    bucket = server.new_bucket("refused")  # its own: the other tests' runs are elsewhere
     out = cli("run", "mnist_attention", *SWEEP, "--gpus-per-trial", "2", "--address",
               cluster.address, "--storage", f"s3://{bucket}/runs", env=cluster.env,
               timeout=120)
