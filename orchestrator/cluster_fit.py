@@ -142,14 +142,7 @@ def _per_node(node: NodeType, cpus: float, gpus: float) -> int:
 
 def _alive_holds(cpus: float, gpus: float) -> bool:
     """True if a node alive now could run one trial (the head counts when it has room)."""
-    import ray
-
-    for node in ray.nodes():
-        resources = node.get("Resources", {})
-        if (node.get("Alive") and resources.get("CPU", 0) >= max(cpus, 1e-9)
-                and resources.get("GPU", 0) >= gpus):
-            return True
-    return False
+    return _nodes_holding(cpus, gpus) > 0
 
 
 def autoscaler_node_types() -> list[NodeType] | None:
@@ -249,8 +242,9 @@ def node_wait_callback(plan: Plan, verbosity: int):
 
 
 def _nodes_holding(cpus: float, gpus: float) -> int:
+    """Alive nodes with room for one trial (at least some CPU: a 0-CPU head runs none)."""
     import ray
 
     return sum(1 for node in ray.nodes() if node.get("Alive")
-               and node.get("Resources", {}).get("CPU", 0) >= cpus
+               and node.get("Resources", {}).get("CPU", 0) >= max(cpus, 1e-9)
                and node.get("Resources", {}).get("GPU", 0) >= gpus)

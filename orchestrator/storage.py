@@ -54,14 +54,26 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def resolve(location: str) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and the path within it, for ``/local/dir`` or ``s3://b/p``."""
+def resolve(location: str, *, quick: bool = False) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the path within it, for ``/local/dir`` or ``s3://b/p``.
+
+    Buckets are opened as the datasets are (``trainables.data.stores``): the same endpoint
+    rules and bounded waits, where pyarrow's ``from_uri`` would retry an endpoint that never
+    answers for minutes. ``quick``: the driver's checks, which must answer within seconds.
+    """
     if not is_uri(location):
         return pafs.LocalFileSystem(), str(Path(location).expanduser().resolve())
+    from trainables.data.stores import CHECK, SCHEMES, StoreError, open_store
+
     try:
+        if location.split("://", 1)[0].lower() in SCHEMES:
+            store = open_store(location, **CHECK) if quick else open_store(location)
+            return store.fs, store.path
         return pafs.FileSystem.from_uri(location)
+    except StoreError as err:
+        raise UserError(str(err)) from None
     except Exception as err:  # pyarrow raises several types for bad or unsupported URIs
-        raise UserError(f"cannot open storage {location!r}: {err}") from None
+        raise UserError(f"cannot open storage {location!r}: {first_line(err)}") from None
 
 
 def check_readable(location: str) -> None:
@@ -69,7 +81,7 @@ def check_readable(location: str) -> None:
     path is left alone: nothing is created before the sweep's own checks pass)."""
     if not is_uri(location):
         return
-    fs, path = resolve(location)
+    fs, path = resolve(location, quick=True)
     try:
         fs.get_file_info(path)
     except Exception as err:
@@ -79,7 +91,7 @@ def check_readable(location: str) -> None:
 
 def check_writable(location: str) -> None:
     """Fail before any trial starts if results could not be written."""
-    fs, path = resolve(location)
+    fs, path = resolve(location, quick=True)
     probe = f"{path}/.write-probe-{os.getpid()}"
     try:
         fs.create_dir(path, recursive=True)
@@ -94,9 +106,9 @@ def check_writable(location: str) -> None:
 class RunFiles:
     """The files of one run directory, on whichever filesystem holds it."""
 
-    def __init__(self, location: str) -> None:
+    def __init__(self, location: str, *, quick: bool = False) -> None:
         self.location = location
-        self.fs, self.root = resolve(location)
+        self.fs, self.root = resolve(location, quick=quick)
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
